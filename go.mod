@@ -1,0 +1,3 @@
+module wsauth
+
+go 1.26.0
