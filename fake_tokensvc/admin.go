@@ -1,0 +1,117 @@
+package faketokensvc
+
+import (
+	"math"
+	"net/http"
+	"strings"
+	"time"
+)
+
+type issueRequest struct {
+	Sub        string `json:"sub"`
+	Scope      string `json:"scope"`       // space-separated, as RFC 7662's scope
+	TTLSeconds *int64 `json:"ttl_seconds"` // absent: an hour; 0 or less: already expired
+}
+
+type issueReply struct {
+	Token string `json:"token"`
+	Exp   int64  `json:"exp"`
+}
+
+func (s *Service) handleIssue(w http.ResponseWriter, r *http.Request) {
+	var req issueRequest
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Sub == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", `missing "sub"`)
+		return
+	}
+	ttl := time.Hour
+	if req.TTLSeconds != nil {
+		if n := *req.TTLSeconds; n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
+			writeError(w, http.StatusBadRequest, "invalid_request", `"ttl_seconds" out of range`)
+			return
+		}
+		ttl = time.Duration(*req.TTLSeconds) * time.Second
+	}
+	token, exp := s.Issue(req.Sub, strings.Fields(req.Scope), ttl)
+	writeJSON(w, http.StatusCreated, issueReply{Token: token, Exp: exp.Unix()})
+}
+
+func (s *Service) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Token string `json:"token"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Token == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", `missing "token"`)
+		return
+	}
+	s.Revoke(req.Token)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) handleSetScope(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Token string `json:"token"`
+		Scope string `json:"scope"`
+	}
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.Token == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", `missing "token"`)
+		return
+	}
+	if !s.SetScopes(req.Token, strings.Fields(req.Scope)) {
+		writeError(w, http.StatusNotFound, "not_found", "unknown or revoked token")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// faultsJSON is [Faults] on the wire.
+type faultsJSON struct {
+	LatencyMS int64 `json:"latency_ms"`
+	Status    int   `json:"status"`
+	Garbage   bool  `json:"garbage"`
+	HangUp    bool  `json:"hang_up"`
+}
+
+func (s *Service) handleGetFaults(w http.ResponseWriter, r *http.Request) {
+	f := s.Faults()
+	writeJSON(w, http.StatusOK, faultsJSON{f.Latency.Milliseconds(), f.Status, f.Garbage, f.HangUp})
+}
+
+func (s *Service) handleSetFaults(w http.ResponseWriter, r *http.Request) {
+	var req faultsJSON
+	if !decodeJSON(w, r, &req) {
+		return
+	}
+	if req.LatencyMS < 0 || req.LatencyMS > math.MaxInt64/int64(time.Millisecond) {
+		writeError(w, http.StatusBadRequest, "invalid_request", `"latency_ms" out of range`)
+		return
+	}
+	if req.Status != 0 && (req.Status < 200 || req.Status > 599) {
+		writeError(w, http.StatusBadRequest, "invalid_request", `"status" must be 0 (no fault) or 200-599`)
+		return
+	}
+	s.SetFaults(Faults{
+		Latency: time.Duration(req.LatencyMS) * time.Millisecond,
+		Status:  req.Status,
+		Garbage: req.Garbage,
+		HangUp:  req.HangUp,
+	})
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Service) handleStats(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]int64{"introspections": s.Introspections()})
+}
+
+func handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}

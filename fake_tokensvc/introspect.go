@@ -1,0 +1,92 @@
+package faketokensvc
+
+import (
+	"crypto/subtle"
+	"errors"
+	"mime"
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// introspection is the RFC 7662 §2.2 answer for an active token. An inactive
+// token gets only {"active":false}, which tells nothing about why.
+type introspection struct {
+	Active    bool   `json:"active"`
+	Sub       string `json:"sub"`
+	Scope     string `json:"scope,omitempty"`
+	Exp       int64  `json:"exp"`
+	Iat       int64  `json:"iat"`
+	ClientID  string `json:"client_id"`
+	TokenType string `json:"token_type"`
+}
+
+func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
+	if !s.clientAuthenticated(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="tokensvc"`)
+		writeError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: send the client id and secret as HTTP Basic auth")
+		return
+	}
+	s.introspections.Add(1)
+
+	// Read the body before any fault: net/http notices that a client has gone
+	// away, and cancels r.Context(), only once the body has been consumed.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+		writeError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/x-www-form-urlencoded (RFC 7662 §2.1)")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+	if err := r.ParseForm(); err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+			return
+		}
+		writeError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+		return
+	}
+	if s.injectFault(w, r) {
+		return
+	}
+
+	token := r.PostForm.Get("token") // RFC 7662 §2.1: in the body, not the URL.
+	if token == "" {
+		writeError(w, http.StatusBadRequest, "invalid_request", "missing token parameter in the form body (RFC 7662 §2.1)")
+		return
+	}
+	g, ok := s.active(token)
+	if !ok {
+		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
+		return
+	}
+	writeJSON(w, http.StatusOK, introspection{
+		Active:    true,
+		Sub:       g.sub,
+		Scope:     strings.Join(g.scopes, " "),
+		Exp:       g.exp.Unix(),
+		Iat:       g.iat.Unix(),
+		ClientID:  s.opts.ClientID,
+		TokenType: "Bearer",
+	})
+}
+
+// clientAuthenticated reports whether r carries the service's client
+// credentials as HTTP Basic auth. RFC 6749 §2.3.1 (to which RFC 7662 §2.1
+// defers) form-encodes id and secret before Basic encoding; many clients skip
+// that, and for most secrets it makes no difference, so either spelling passes.
+func (s *Service) clientAuthenticated(r *http.Request) bool {
+	id, secret, ok := r.BasicAuth()
+	return ok && (s.credentialsMatch(id, secret) || s.credentialsMatch(formDecode(id), formDecode(secret)))
+}
+
+func (s *Service) credentialsMatch(id, secret string) bool {
+	idOK := subtle.ConstantTimeCompare([]byte(id), []byte(s.opts.ClientID))
+	secretOK := subtle.ConstantTimeCompare([]byte(secret), []byte(s.opts.ClientSecret))
+	return idOK&secretOK == 1
+}
+
+func formDecode(s string) string {
+	if d, err := url.QueryUnescape(s); err == nil {
+		return d
+	}
+	return s
+}
