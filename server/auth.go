@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"net/http"
+
+	"wsauth/tokens"
+)
+
+// The order of checks on every protected route, cheapest and most
+// hostile-proof first, so that no refused request costs a call to the token
+// system:
+//
+//  1. (/ws only) the request is a WebSocket handshake this server speaks: upgradeRequest
+//  2. (/ws only) the Origin is allowed: checkOrigin
+//  3. one credential is found: extractCredential
+//  4. the token is valid, asking the token system through the cache
+//  5. the token carries the route's scope
+//  6. the Principal goes into the request's context for the handler
+//
+// Nothing reaches a handler without passing all of them: every failure ends
+// in writeError.
+
+type authKey struct{}
+
+// authorized is what require puts in a request's context.
+type authorized struct {
+	p     tokens.Principal
+	token string // kept for the rechecks of a WebSocket; never logged
+}
+
+// PrincipalFrom returns the Principal that authorized the request whose
+// context is ctx.
+func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
+	a, ok := ctx.Value(authKey{}).(authorized)
+	return a.p, ok
+}
+
+func authorizedFrom(ctx context.Context) (authorized, bool) {
+	a, ok := ctx.Value(authKey{}).(authorized)
+	return a, ok
+}
+
+// require lets through requests whose credential, from one of the accepted
+// sources, is a valid token carrying scope.
+func (s *Server) require(scope string, accepted source, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := s.authenticate(r, scope, accepted)
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authKey{}, a)))
+	})
+}
+
+// authenticate runs steps 3 to 5 above.
+func (s *Server) authenticate(r *http.Request, scope string, accepted source) (authorized, error) {
+	cred, err := extractCredential(r, accepted, s.cfg.CookieName)
+	if err != nil {
+		return authorized{}, err
+	}
+	rl := logRecordFrom(r.Context())
+	if rl != nil {
+		rl.source = cred.source
+	}
+	token := cred.value
+	p, err := s.cfg.Validator.Validate(r.Context(), token)
+	if err != nil {
+		return authorized{}, err
+	}
+	if rl != nil {
+		rl.subject = p.Subject
+	}
+	if !p.HasScope(scope) {
+		return authorized{}, &scopeError{scope}
+	}
+	return authorized{p: p, token: token}, nil
+}
+
+// checkOrigin refuses WebSocket handshakes from pages of foreign origins
+// before any credential is looked at: a hijack attempt costs no call to the
+// token system and gets a readable 403.
+func (s *Server) checkOrigin(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.origins.allows(originOf(r), r.Host) {
+			s.writeError(w, r, errOriginRefused)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}

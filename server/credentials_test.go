@@ -1,0 +1,129 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestExtractCredential(t *testing.T) {
+	t.Parallel()
+	type hdr = map[string][]string
+	manyCookies := strings.Repeat("a=b; ", maxCookies) + "token=c"
+	for _, tc := range []struct {
+		name     string
+		target   string
+		header   hdr
+		accepted source
+		want     credential
+		wantErr  error
+	}{
+		{"bearer", "/ws", hdr{"Authorization": {"Bearer abc"}}, wsSources, credential{"abc", fromBearer}, nil},
+		{"bearer scheme is case-insensitive", "/ws", hdr{"Authorization": {"bEaReR abc"}}, wsSources, credential{"abc", fromBearer}, nil},
+		{"basic is not ours", "/ws", hdr{"Authorization": {"Basic dXNlcjpwYXNz"}}, wsSources, credential{}, errNoCredential},
+		{"empty bearer", "/ws", hdr{"Authorization": {"Bearer "}}, wsSources, credential{}, errEmptyBearer},
+		{"two Authorization headers", "/ws", hdr{"Authorization": {"Bearer a", "Bearer b"}}, wsSources, credential{}, errTwoAuthHeaders},
+		{"subprotocol", "/ws", hdr{"Sec-Websocket-Protocol": {"wsauth.v1, wsauth.bearer.abc"}}, wsSources, credential{"abc", fromSubprotocol}, nil},
+		{"subprotocol on a second header line", "/ws", hdr{"Sec-Websocket-Protocol": {"chat", "wsauth.bearer.abc, wsauth.v1"}}, wsSources, credential{"abc", fromSubprotocol}, nil},
+		{"subprotocol without wsauth.v1", "/ws", hdr{"Sec-Websocket-Protocol": {"wsauth.bearer.abc"}}, wsSources, credential{}, errNoSubprotocol},
+		{"two subprotocol tokens", "/ws", hdr{"Sec-Websocket-Protocol": {"wsauth.v1, wsauth.bearer.a, wsauth.bearer.b"}}, wsSources, credential{}, errTwoCredentials},
+		{"query", "/ws?token=abc", nil, wsSources, credential{"abc", fromQuery}, nil},
+		{"query off", "/ws?token=abc", nil, wsSources &^ fromQuery, credential{}, errQueryTokenOff},
+		{"repeated query", "/ws?token=a&token=a", nil, wsSources, credential{}, errRepeatedParam},
+		{"ticket", "/ws?ticket=t1", nil, wsSources, credential{"t1", fromTicket}, nil},
+		{"cookie", "/ws", hdr{"Cookie": {"token=abc"}}, wsSources, credential{"abc", fromCookie}, nil},
+		{"other cookie name", "/ws", hdr{"Cookie": {"session=abc"}}, wsSources, credential{}, errNoCredential},
+		{"empty cookie", "/ws", hdr{"Cookie": {"token="}}, wsSources, credential{}, errNoCredential},
+		{"bearer beats a stale cookie", "/ws", hdr{"Authorization": {"Bearer new"}, "Cookie": {"token=old"}}, wsSources, credential{"new", fromBearer}, nil},
+		{"same token twice is one credential", "/ws?token=abc", hdr{"Authorization": {"Bearer abc"}}, wsSources, credential{"abc", fromBearer}, nil},
+		{"bearer and a different query token", "/ws?token=b", hdr{"Authorization": {"Bearer a"}}, wsSources, credential{}, errTwoCredentials},
+		{"subprotocol and a different bearer", "/ws", hdr{"Authorization": {"Bearer a"}, "Sec-Websocket-Protocol": {"wsauth.v1, wsauth.bearer.b"}}, wsSources, credential{}, errTwoCredentials},
+		{"token and ticket", "/ws?token=a&ticket=b", nil, wsSources, credential{}, errTwoCredentials},
+		{"query where not accepted", "/x?token=a", nil, fromBearer | fromCookie, credential{}, errQueryTokenOff},
+		{"ticket where not accepted", "/x?ticket=a", nil, fromBearer | fromCookie, credential{}, errSourceNotAccepted},
+		{"too many cookies", "/ws", hdr{"Cookie": {manyCookies}}, wsSources, credential{}, errTooManyCookies},
+		{"nothing", "/ws", nil, wsSources, credential{}, errNoCredential},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", tc.target, nil)
+			r.Header = http.Header(tc.header)
+			if r.Header == nil {
+				r.Header = http.Header{}
+			}
+			got, err := extractCredential(r, tc.accepted, "token")
+			if !errors.Is(err, tc.wantErr) || got != tc.want {
+				t.Errorf("extractCredential = %+v, %v; want %+v, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
+
+func TestOriginPolicy(t *testing.T) {
+	t.Parallel()
+	p := newOriginPolicy([]string{"https://app.example.com", " HTTP://Other.example:8443/ "})
+	for _, tc := range []struct {
+		origin []string
+		host   string
+		want   bool
+	}{
+		{nil, "api.example.com", true},
+		{[]string{"https://api.example.com"}, "api.example.com", true},
+		{[]string{"http://API.example.com"}, "api.example.com", true}, // scheme not compared, host case-insensitive
+		{[]string{"http://127.0.0.1:8080"}, "127.0.0.1:8080", true},
+		{[]string{"http://127.0.0.1:8081"}, "127.0.0.1:8080", false}, // port compared
+		{[]string{"https://app.example.com"}, "api.example.com", true},
+		{[]string{"http://app.example.com"}, "api.example.com", false}, // allowed list compares scheme
+		{[]string{"http://other.example:8443"}, "api.example.com", true},
+		{[]string{"https://evil.example"}, "api.example.com", false},
+		{[]string{"https://api.example.com.evil.example"}, "api.example.com", false},
+		{[]string{"null"}, "api.example.com", false},
+		{[]string{""}, "api.example.com", false},
+		{[]string{"::"}, "api.example.com", false},
+		{[]string{"https://api.example.com/path"}, "api.example.com", false},
+		{[]string{"https://user@api.example.com"}, "api.example.com", false},
+		{[]string{"file://api.example.com"}, "api.example.com", false},
+		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false},
+	} {
+		if got := p.allows(tc.origin, tc.host); got != tc.want {
+			t.Errorf("allows(%q, %q) = %v; want %v", tc.origin, tc.host, got, tc.want)
+		}
+	}
+}
+
+func TestCheckUpgrade(t *testing.T) {
+	t.Parallel()
+	good := func() *http.Request {
+		r := httptest.NewRequest("GET", "/ws", nil)
+		r.Header.Set("Connection", "keep-alive, Upgrade")
+		r.Header.Set("Upgrade", "websocket")
+		r.Header.Set("Sec-WebSocket-Version", "13")
+		r.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+		return r
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*http.Request)
+		status int
+	}{
+		{"good", func(*http.Request) {}, 0},
+		{"HTTP/1.0", func(r *http.Request) { r.Proto, r.ProtoMinor = "HTTP/1.0", 0 }, 400},
+		{"no Upgrade", func(r *http.Request) { r.Header.Del("Upgrade") }, 426},
+		{"no Connection: upgrade", func(r *http.Request) { r.Header.Set("Connection", "keep-alive") }, 426},
+		{"version 8", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") }, 426},
+		{"no key", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") }, 400},
+		{"short key", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, 400},
+	} {
+		r := good()
+		tc.mutate(r)
+		err := checkUpgrade(r)
+		got := 0
+		if err != nil {
+			got = answerFor(err).status
+		}
+		if got != tc.status {
+			t.Errorf("%s: checkUpgrade status = %d (%v); want %d", tc.name, got, err, tc.status)
+		}
+	}
+}

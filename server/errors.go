@@ -1,0 +1,136 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"wsauth/tokens"
+)
+
+// badRequestError is a request this server cannot act on: 400
+// invalid_request, its text the public description.
+type badRequestError struct{ desc string }
+
+func (e *badRequestError) Error() string { return e.desc }
+
+func badRequest(desc string) error { return &badRequestError{desc} }
+
+// scopeError is a valid token that lacks the scope a route needs.
+type scopeError struct{ scope string }
+
+func (e *scopeError) Error() string { return "token lacks scope " + e.scope }
+
+// upgradeError is a request to /ws that is not a WebSocket handshake this
+// server speaks.
+type upgradeError struct {
+	status int
+	desc   string
+	header [][2]string
+}
+
+func (e *upgradeError) Error() string { return e.desc }
+
+var (
+	errOriginRefused = errors.New("origin not allowed")
+	errTooManyConns  = errors.New("too many open WebSocket connections")
+	errShuttingDown  = errors.New("shutting down")
+)
+
+// answer is what a client is told about an error: nothing in it comes from
+// the request, so no token can leak through it.
+type answer struct {
+	status     int
+	code       string // "error" in the body and, with a challenge, in WWW-Authenticate
+	desc       string // "error_description" in the body
+	challenge  bool   // send WWW-Authenticate: Bearer
+	scope      string // insufficient_scope only
+	retryAfter int    // seconds, 0 for none
+	header     [][2]string
+}
+
+// answerFor is the one table from error to answer (RFC 6750 §3 for the
+// challenges). Anything it does not know is a 500.
+func answerFor(err error) answer {
+	var (
+		bad   *badRequestError
+		scope *scopeError
+		up    *upgradeError
+	)
+	switch {
+	case errors.Is(err, errNoCredential):
+		// RFC 6750 §3.1: no error code when the request had no credential.
+		return answer{status: 401, code: "missing_token", challenge: true,
+			desc: "send a bearer token, a token cookie or a one-time ticket"}
+	case errors.Is(err, tokens.ErrInvalid):
+		return answer{status: 401, code: "invalid_token", challenge: true,
+			desc: "the token is invalid, expired or revoked"}
+	case errors.As(err, &scope):
+		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: scope.scope,
+			desc: "the token lacks the scope " + scope.scope}
+	case errors.Is(err, tokens.ErrUnavailable):
+		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
+			desc: "the token system cannot answer; retry later"}
+	case errors.As(err, &bad):
+		return answer{status: 400, code: "invalid_request", challenge: true, desc: bad.desc}
+	case errors.Is(err, errOriginRefused):
+		return answer{status: 403, code: "forbidden_origin",
+			desc: "this page's origin may not open a WebSocket here"}
+	case errors.Is(err, errTooManyCookies):
+		return answer{status: 431, code: "too_many_cookies",
+			desc: "the request carries more cookies than the server reads"}
+	case errors.As(err, &up):
+		return answer{status: up.status, code: "invalid_request", desc: up.desc, header: up.header}
+	case errors.Is(err, errTooManyConns), errors.Is(err, errShuttingDown):
+		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
+			desc: "the server takes no more WebSocket connections now; retry later"}
+	}
+	return answer{status: 500, code: "server_error", desc: "internal error"}
+}
+
+// writeError answers r with err's answer and hands err, the private cause,
+// to the request's log line.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	a := answerFor(err)
+	if rl := logRecordFrom(r.Context()); rl != nil {
+		rl.err = err
+	}
+	h := w.Header()
+	if a.challenge {
+		h.Set("WWW-Authenticate", s.challenge(a))
+	}
+	if a.retryAfter > 0 {
+		h.Set("Retry-After", strconv.Itoa(a.retryAfter))
+	}
+	for _, kv := range a.header {
+		h.Set(kv[0], kv[1])
+	}
+	writeJSON(w, a.status, errorBody{Error: a.code, Description: a.desc})
+}
+
+// challenge renders WWW-Authenticate for a (RFC 6750 §3). Codes and scopes
+// are fixed strings of this package, never quoted input.
+func (s *Server) challenge(a answer) string {
+	c := `Bearer realm="` + s.cfg.Realm + `"`
+	if a.status == http.StatusUnauthorized && a.code == "missing_token" {
+		return c
+	}
+	c += `, error="` + a.code + `"`
+	if a.scope != "" {
+		c += `, scope="` + a.scope + `"`
+	}
+	return c
+}
+
+type errorBody struct {
+	Error       string `json:"error"`
+	Description string `json:"error_description,omitempty"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}

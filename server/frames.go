@@ -1,0 +1,199 @@
+package server
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"slices"
+	"unicode/utf8"
+
+	"golang.org/x/net/websocket"
+)
+
+// This file is the one place that works around golang.org/x/net/websocket.
+// Its Conn writes frames well, and the server writes through it, but its
+// reader cannot serve an authorizing server:
+//   - it drops a client's close frame unread, so the close code is lost, and
+//     never answers it (RFC 6455 §5.5.1 says to);
+//   - it answers pings but swallows pongs, so a server cannot tell a live
+//     peer from a dead one;
+//   - it hands each fragment to the handler as a message, and its
+//     MaxPayloadBytes bounds a frame, not a message;
+//   - its Close always sends 1000, with no reason.
+// So the server reads client frames itself, with readHeader and
+// readPayload below, from the same buffered reader the upgrade left, and
+// sends control frames with Codecs whose Marshal names the opcode.
+
+// Opcodes, RFC 6455 §5.2.
+const (
+	opContinuation = 0x0
+	opText         = websocket.TextFrame
+	opBinary       = websocket.BinaryFrame
+	opClose        = websocket.CloseFrame
+	opPing         = websocket.PingFrame
+	opPong         = websocket.PongFrame
+)
+
+// Close codes this server sends or reads (RFC 6455 §7.4; 3000 and 3003 are
+// IANA's registered twins of HTTP 401 and 403). README.md says what a
+// client should do on each.
+const (
+	CloseNormal          = 1000
+	CloseGoingAway       = 1001 // the server is shutting down: reconnect
+	CloseProtocolError   = 1002
+	CloseUnsupportedData = 1003 // binary message: this server speaks text
+	CloseNoStatus        = 1005 // never sent: an empty close frame
+	CloseInvalidPayload  = 1007 // text that is not UTF-8
+	ClosePolicyViolation = 1008 // the peer stopped answering
+	CloseMessageTooBig   = 1009
+	CloseUnauthorized    = 3000 // the token is no longer valid: get a new one, then reconnect
+	CloseForbidden       = 3003 // the token is valid but lacks the scope
+)
+
+const (
+	maxControlPayload     = 125
+	maxCloseReason        = maxControlPayload - 2
+	closeReasonTruncation = "…"
+)
+
+// closeError is a reason to close the connection with code.
+type closeError struct {
+	code   int
+	reason string
+	skip   int64 // payload bytes of the offending frame left unread
+}
+
+func (e *closeError) Error() string { return fmt.Sprintf("close %d: %s", e.code, e.reason) }
+
+func protocolError(reason string) error { return &closeError{code: CloseProtocolError, reason: reason} }
+
+// frameHeader is a client frame's header (RFC 6455 §5.2).
+type frameHeader struct {
+	fin    bool
+	op     byte
+	length int64
+	mask   [4]byte
+}
+
+// readHeader reads the header of one client frame and checks what RFC 6455
+// requires of it. Protocol violations are *closeError with 1002.
+func readHeader(br *bufio.Reader) (frameHeader, error) {
+	var h frameHeader
+	var b [8]byte
+	if _, err := io.ReadFull(br, b[:2]); err != nil {
+		return h, err
+	}
+	h.fin = b[0]&0x80 != 0
+	h.op = b[0] & 0x0f
+	masked := b[1]&0x80 != 0
+	h.length = int64(b[1] & 0x7f)
+	switch {
+	case b[0]&0x70 != 0:
+		return h, protocolError("reserved bits set without an extension") // §5.2
+	case !masked:
+		return h, protocolError("client frame not masked") // §5.1
+	case h.op > opBinary && h.op < opClose, h.op > opPong:
+		return h, protocolError("unknown opcode")
+	case h.op >= opClose && (!h.fin || h.length > maxControlPayload):
+		return h, protocolError("fragmented or oversized control frame") // §5.5
+	}
+	switch h.length {
+	case 126:
+		if _, err := io.ReadFull(br, b[:2]); err != nil {
+			return h, err
+		}
+		h.length = int64(binary.BigEndian.Uint16(b[:2]))
+	case 127:
+		if _, err := io.ReadFull(br, b[:8]); err != nil {
+			return h, err
+		}
+		n := binary.BigEndian.Uint64(b[:8])
+		if n>>63 != 0 {
+			return h, protocolError("frame length has its top bit set") // §5.2
+		}
+		h.length = int64(n)
+	}
+	if _, err := io.ReadFull(br, h.mask[:]); err != nil {
+		return h, err
+	}
+	return h, nil
+}
+
+// readPayload appends h's payload, unmasked, to dst.
+func readPayload(br *bufio.Reader, h frameHeader, dst []byte) ([]byte, error) {
+	start := len(dst)
+	dst = slices.Grow(dst, int(h.length))[:start+int(h.length)]
+	if _, err := io.ReadFull(br, dst[start:]); err != nil {
+		return dst, err
+	}
+	for i := range dst[start:] {
+		dst[start+i] ^= h.mask[i&3]
+	}
+	return dst, nil
+}
+
+// parseClose reads a close frame's payload (RFC 6455 §5.5.1, §7.4): the code
+// to echo, or an error when the payload is malformed.
+func parseClose(payload []byte) (code int, reason string, err error) {
+	switch {
+	case len(payload) == 0:
+		return CloseNoStatus, "", nil
+	case len(payload) == 1:
+		return 0, "", protocolError("one-byte close payload")
+	}
+	code = int(binary.BigEndian.Uint16(payload))
+	reason = string(payload[2:])
+	if !validCloseCode(code) {
+		return 0, "", protocolError("invalid close code")
+	}
+	if !utf8.ValidString(reason) {
+		return 0, "", &closeError{code: CloseInvalidPayload, reason: "close reason is not UTF-8"}
+	}
+	return code, reason, nil
+}
+
+// validCloseCode reports whether a peer may send code (RFC 6455 §7.4.1:
+// 1005, 1006 and 1015 are never sent; 1016 to 2999 are reserved).
+func validCloseCode(code int) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}
+
+// closePayload is a close frame's body: the code, then a reason cut to fit
+// the 125-byte control frame limit without splitting a UTF-8 sequence.
+func closePayload(code int, reason string) []byte {
+	if code == CloseNoStatus {
+		return nil
+	}
+	if len(reason) > maxCloseReason {
+		cut := maxCloseReason - len(closeReasonTruncation)
+		for cut > 0 && !utf8.RuneStart(reason[cut]) {
+			cut--
+		}
+		reason = reason[:cut] + closeReasonTruncation
+	}
+	b := make([]byte, 2, 2+len(reason))
+	binary.BigEndian.PutUint16(b, uint16(code))
+	return append(b, reason...)
+}
+
+// controlCodec sends one frame of opcode op with a []byte payload: the
+// clean way to write a close, ping or pong through x/net/websocket, under
+// the Conn's own write lock.
+func controlCodec(op byte) websocket.Codec {
+	return websocket.Codec{Marshal: func(v any) ([]byte, byte, error) {
+		return v.([]byte), op, nil
+	}}
+}
+
+var (
+	closeCodec = controlCodec(opClose)
+	pingCodec  = controlCodec(opPing)
+	pongCodec  = controlCodec(opPong)
+)

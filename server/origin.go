@@ -1,0 +1,61 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// originPolicy decides which pages may open a WebSocket.
+//
+// RFC 6455 §10.2: browsers send Origin on the upgrade request, and they send
+// cookies with it whatever page asks. A server that authenticates WebSockets
+// by cookie must therefore refuse foreign origins, or any site a user visits
+// can act as that user (cross-site WebSocket hijacking).
+type originPolicy struct {
+	allowed map[string]bool // lower-cased "scheme://host[:port]"
+}
+
+func newOriginPolicy(origins []string) originPolicy {
+	p := originPolicy{allowed: make(map[string]bool, len(origins))}
+	for _, o := range origins {
+		if o = strings.TrimSpace(o); o != "" {
+			p.allowed[strings.ToLower(strings.TrimSuffix(o, "/"))] = true
+		}
+	}
+	return p
+}
+
+// allows reports whether a request with these Origin header values (nil
+// when absent) to a server reached as host may open a WebSocket:
+//   - no Origin: allowed, it is not a browser (browsers always send one);
+//   - host[:port] equal to host, case-insensitively, whatever the scheme,
+//     so that a TLS-terminating proxy in front does not break it (as in
+//     gorilla/websocket and coder/websocket);
+//   - exactly an allowed origin;
+//   - anything else, including "null", an empty or unparsable value and
+//     more than one Origin header: refused.
+func (p originPolicy) allows(origin []string, host string) bool {
+	switch len(origin) {
+	case 0:
+		return true
+	case 1:
+	default:
+		return false
+	}
+	u, err := url.Parse(origin[0])
+	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" ||
+		(u.Scheme != "http" && u.Scheme != "https") {
+		return false
+	}
+	if strings.EqualFold(u.Host, host) {
+		return true
+	}
+	return p.allowed[strings.ToLower(u.Scheme+"://"+u.Host)]
+}
+
+// originOf returns the Origin header values of r, nil when it has none.
+func originOf(r *http.Request) []string {
+	return r.Header.Values("Origin")
+}

@@ -1,0 +1,46 @@
+package server
+
+import "net/http"
+
+// Credential sources each route accepts.
+const (
+	apiSources = fromBearer | fromQuery | fromCookie
+	wsSources  = fromBearer | fromSubprotocol | fromQuery | fromTicket | fromCookie
+)
+
+// routes is the whole API.
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /healthz", handleHealthz())
+	mux.Handle("GET /api/me", s.require("api", s.sources(apiSources), handleMe()))
+	mux.Handle("GET /ws", s.upgradeRequest(s.checkOrigin(s.require("ws", s.sources(wsSources), s.websocket()))))
+	return mux
+}
+
+// sources narrows a route's credential sources by the configuration.
+func (s *Server) sources(accepted source) source {
+	if s.cfg.NoQueryToken {
+		accepted &^= fromQuery
+	}
+	return accepted &^ fromTicket // until tickets exist
+}
+
+func handleHealthz() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+// meMsg is GET /api/me's answer.
+type meMsg struct {
+	Sub   string   `json:"sub"`
+	Scope []string `json:"scope"`
+	Exp   int64    `json:"exp,omitempty"`
+}
+
+func handleMe() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p, _ := PrincipalFrom(r.Context())
+		writeJSON(w, http.StatusOK, meMsg{Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)})
+	})
+}

@@ -1,0 +1,157 @@
+// Package server authorizes every HTTP request and every WebSocket
+// connection with an opaque bearer token (RFC 6750) that an external token
+// system validates, and keeps each WebSocket authorized for as long as it is
+// open: it closes the connection when the token expires or is revoked.
+//
+// Authorization runs before the WebSocket upgrade (RFC 6455 §4.2.2 lets a
+// server answer any HTTP status there), so a client gets a real 401, 403 or
+// 503 rather than the bare 403 that golang.org/x/net/websocket writes when its
+// Handshake hook fails. The order of checks is in auth.go; routes.go shows
+// the whole API.
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"wsauth/tokens"
+)
+
+// validator is what the server needs of the token system. tokens.Cache
+// and tokens.Introspector provide it.
+type validator interface {
+	Validate(ctx context.Context, token string) (tokens.Principal, error)
+}
+
+// refresher is a validator that can bypass its cache; rechecks of open
+// connections use it when the validator has it (tokens.Cache does).
+type refresher interface {
+	Refresh(ctx context.Context, token string) (tokens.Principal, error)
+}
+
+// Config holds the server's dependencies and options. Zero fields take the
+// defaults in withDefaults.
+type Config struct {
+	// Validator answers whether a token is valid. Required.
+	Validator validator
+	// Logger receives one line per request and the server's warnings; nil
+	// discards them. No token ever reaches it.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+
+	// Realm is the realm of WWW-Authenticate challenges. Default "wsauth".
+	Realm string
+	// CookieName is the cookie holding a browser's token. Default "token".
+	CookieName string
+	// NoQueryToken turns off ?token= on /ws. Query tokens end up in
+	// access logs, browser history and Referer headers; they exist for
+	// clients that can do nothing else (the design this project ports).
+	NoQueryToken bool
+	// AllowedOrigins are origins ("scheme://host[:port]") allowed to open a
+	// WebSocket besides the server's own host.
+	//
+	// Warning: every origin listed here can open a WebSocket with the
+	// cookies of a visitor to that origin's pages. List only origins you
+	// control. A browser that connects by cookie from any other page is
+	// refused; that refusal is the whole defence against cross-site
+	// WebSocket hijacking.
+	AllowedOrigins []string
+
+	// Recheck is how often open connections' tokens are validated again.
+	// Default 60s.
+	Recheck time.Duration
+	// MaxMessageBytes bounds one client message. Default 64 KiB.
+	MaxMessageBytes int
+	// MaxConns bounds open WebSocket connections. Default 10,000.
+	MaxConns int
+	// WriteTimeout bounds one write to a WebSocket client. Default 10s.
+	WriteTimeout time.Duration
+	// PingInterval is how often an idle connection is pinged; a peer that
+	// sends nothing, not even a pong, for PingInterval plus WriteTimeout is
+	// dropped. Default 30s.
+	PingInterval time.Duration
+	// CloseTimeout is how long the server waits for the client's answer to
+	// its close frame before dropping the TCP connection. Default 2s.
+	CloseTimeout time.Duration
+}
+
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Realm == "" {
+		c.Realm = "wsauth"
+	}
+	if c.CookieName == "" {
+		c.CookieName = "token"
+	}
+	if c.Recheck <= 0 {
+		c.Recheck = 60 * time.Second
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 64 << 10
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 10_000
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 30 * time.Second
+	}
+	if c.CloseTimeout <= 0 {
+		c.CloseTimeout = 2 * time.Second
+	}
+	return c
+}
+
+// Server is the HTTP and WebSocket surface. Create it with New; it is an
+// http.Handler. Call Shutdown to close its WebSocket connections, which
+// http.Server.Shutdown does not touch.
+type Server struct {
+	cfg     Config
+	origins originPolicy
+	conns   *registry
+	handler http.Handler
+
+	stopOnce sync.Once
+}
+
+// New returns a Server. It panics if cfg.Validator is nil: a server that
+// cannot check tokens must not start.
+func New(cfg Config) *Server {
+	if cfg.Validator == nil {
+		panic("server: Config.Validator is nil")
+	}
+	cfg = cfg.withDefaults()
+	s := &Server{
+		cfg:     cfg,
+		origins: newOriginPolicy(cfg.AllowedOrigins),
+	}
+	s.conns = newRegistry(s)
+	s.handler = s.logRequests(s.routes())
+	return s
+}
+
+// ServeHTTP serves the routes in routes.go.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.handler.ServeHTTP(w, r)
+}
+
+// Shutdown closes every open WebSocket with 1001 (going away) and waits
+// until their handlers return or ctx is done. It returns how many
+// connections it closed. New connections are refused from its start.
+func (s *Server) Shutdown(ctx context.Context) (int, error) {
+	return s.conns.shutdown(ctx)
+}
+
+// OpenConns reports how many WebSocket connections are open.
+func (s *Server) OpenConns() int { return s.conns.len() }

@@ -1,0 +1,128 @@
+package server
+
+import (
+	"bufio"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"strings"
+
+	"golang.org/x/net/websocket"
+)
+
+// upgradeRequest refuses, before any credential is looked at, requests to
+// /ws that are not a WebSocket handshake this server speaks.
+func (s *Server) upgradeRequest(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := checkUpgrade(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// checkUpgrade checks a WebSocket opening handshake (RFC 6455 §4.2.1) as far
+// as HTTP goes. x/net/websocket checks some of this after the connection is
+// hijacked, where it can only write a bare status line; it also upgrades
+// HTTP/1.0 requests, which RFC 6455 §4.1 forbids.
+func checkUpgrade(r *http.Request) error {
+	switch {
+	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
+		return &upgradeError{status: 400, desc: "a WebSocket handshake needs HTTP/1.1 (RFC 6455 §4.1)"}
+	case !headerHasToken(r.Header, "Connection", "upgrade") ||
+		!strings.EqualFold(r.Header.Get("Upgrade"), "websocket"):
+		return &upgradeError{status: http.StatusUpgradeRequired, desc: "this route speaks only WebSocket",
+			header: [][2]string{{"Connection", "Upgrade"}, {"Upgrade", "websocket"}}}
+	case r.Header.Get("Sec-WebSocket-Version") != "13":
+		// §4.4: name the versions this server speaks.
+		return &upgradeError{status: http.StatusUpgradeRequired, desc: "unsupported WebSocket version",
+			header: [][2]string{{"Sec-WebSocket-Version", "13"}}}
+	}
+	if key, err := base64.StdEncoding.DecodeString(r.Header.Get("Sec-WebSocket-Key")); err != nil || len(key) != 16 {
+		return &upgradeError{status: 400, desc: "missing or malformed Sec-WebSocket-Key"}
+	}
+	return nil
+}
+
+// headerHasToken reports whether a comma-separated header holds token.
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, line := range h.Values(name) {
+		for t := range strings.SplitSeq(line, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// websocket upgrades an authorized request and serves the connection. By the
+// time it runs, the request has passed every check in auth.go.
+func (s *Server) websocket() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, ok := authorizedFrom(r.Context())
+		if !ok {
+			s.writeError(w, r, errors.New("websocket handler reached without a principal"))
+			return
+		}
+		sess, err := s.conns.reserve(a, logRecordFrom(r.Context()))
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		defer s.conns.release(sess)
+		hc := &hijackCapture{ResponseWriter: w}
+		srv := websocket.Server{
+			Handshake: s.handshake,
+			Handler:   func(ws *websocket.Conn) { sess.serve(ws, hc.conn, hc.brw.Reader) },
+		}
+		srv.ServeHTTP(hc, r)
+	})
+}
+
+// handshake is x/net/websocket's Handshake hook: the WebSocket-specific part
+// of the checks, run after the connection is hijacked. Authentication is not
+// here but before the upgrade, in require, because an error from this hook
+// always becomes a bare 403 that tells a client nothing. The hook keeps:
+//   - "no principal, no upgrade": a request that somehow reached it without
+//     one is refused, so a routing mistake fails closed;
+//   - the Origin check again, as a second line of defence;
+//   - the subprotocol choice: x/net/websocket fails the handshake unless at
+//     most one protocol is left, and must never echo wsauth.bearer.<token>.
+func (s *Server) handshake(cfg *websocket.Config, r *http.Request) error {
+	err := errOriginRefused
+	if _, ok := authorizedFrom(r.Context()); !ok {
+		err = errors.New("handshake hook reached without a principal")
+	} else if s.origins.allows(originOf(r), r.Host) {
+		err = nil
+	}
+	if err != nil {
+		if rl := logRecordFrom(r.Context()); rl != nil {
+			rl.status, rl.err = http.StatusForbidden, err
+		}
+		return err
+	}
+	cfg.Protocol = nil
+	if offersSubprotocol(r.Header) {
+		cfg.Protocol = []string{subprotocol}
+	}
+	return nil
+}
+
+// hijackCapture keeps the connection and buffered reader that
+// x/net/websocket hijacks, so that the server can read frames itself
+// (frames.go) and drop the TCP connection without the 1000 that
+// websocket.Conn.Close sends.
+type hijackCapture struct {
+	http.ResponseWriter
+	conn net.Conn
+	brw  *bufio.ReadWriter
+}
+
+func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.conn, h.brw = c, brw
+	return c, brw, err
+}
