@@ -1,0 +1,230 @@
+// Package integration_test runs the wsauth server and the fake token service
+// on real sockets and checks them from outside, as clients see them.
+package integration_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	faketokensvc "wsauth/fake_tokensvc"
+	"wsauth/server"
+	"wsauth/tokens"
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left after the tests:\n%s\n", leaked)
+			code = 1
+		}
+		if err := tokensInLogs(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines waits up to d for the goroutines of servers and
+// connections to end, and returns the stacks of those that did not.
+func leakedGoroutines(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		var leaked []string
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "wsauth/") && !strings.Contains(g, "leakedGoroutines") && !strings.Contains(g, "TestMain") ||
+				strings.Contains(g, "net/http.(*conn).serve") || strings.Contains(g, "net/http.(*persistConn)") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 {
+			return ""
+		}
+		if time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		<-time.After(50 * time.Millisecond) // polling with a deadline
+	}
+}
+
+// Every token issued and every log line written by the suite, for the
+// check that no token ever reaches a log.
+var (
+	leakMu     sync.Mutex
+	issued     []string
+	allLogs    strings.Builder
+	httpClient = &http.Client{Timeout: 10 * time.Second}
+)
+
+func tokensInLogs() error {
+	leakMu.Lock()
+	defer leakMu.Unlock()
+	logs := allLogs.String()
+	if len(issued) == 0 || logs == "" {
+		return fmt.Errorf("token-leak check saw %d tokens and %d bytes of logs; want some of each", len(issued), len(logs))
+	}
+	for _, tok := range issued {
+		if strings.Contains(logs, tok) {
+			return fmt.Errorf("a token appears in the server logs")
+		}
+	}
+	return nil
+}
+
+// testLog writes server logs to t.Logf and to allLogs, and drops lines that
+// arrive after the test ended.
+type testLog struct {
+	mu   sync.Mutex
+	t    testing.TB
+	done bool
+}
+
+func (l *testLog) Write(p []byte) (int, error) {
+	leakMu.Lock()
+	allLogs.Write(p)
+	leakMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.done {
+		l.t.Logf("server: %s", strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+// env is a fake token service and a wsauth server in front of it, both on
+// real sockets, torn down when the test ends.
+type env struct {
+	t      testing.TB
+	svc    *faketokensvc.Service
+	svcURL string
+	srv    *server.Server
+	ts     *httptest.Server
+	URL    string // http://127.0.0.1:port or https://…
+	dialer wsDialer
+	client *http.Client
+	log    *testLog
+}
+
+type envOption func(*envConfig)
+
+type envConfig struct {
+	server  server.Config
+	cache   tokens.CacheConfig
+	tls     bool
+	noCache bool
+	timeout time.Duration
+}
+
+func withServer(f func(*server.Config)) envOption { return func(c *envConfig) { f(&c.server) } }
+func withTLS() envOption                          { return func(c *envConfig) { c.tls = true } }
+func withIntrospectTimeout(d time.Duration) envOption {
+	return func(c *envConfig) { c.timeout = d }
+}
+
+func newEnv(t testing.TB, opts ...envOption) *env {
+	t.Helper()
+	var cfg envConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e := &env{t: t, log: &testLog{t: t}}
+	e.svc = faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret"})
+	svcTS := httptest.NewServer(e.svc.Handler())
+	e.svcURL = svcTS.URL
+
+	in := &tokens.Introspector{URL: svcTS.URL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
+		HTTPClient: svcTS.Client(), Timeout: cfg.timeout}
+	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
+	cfg.server.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	e.srv = server.New(cfg.server)
+	if cfg.tls {
+		e.ts = httptest.NewTLSServer(e.srv)
+		e.dialer.TLS = &tls.Config{RootCAs: e.ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
+	} else {
+		e.ts = httptest.NewServer(e.srv)
+	}
+	e.URL = e.ts.URL
+	e.client = e.ts.Client()
+	e.client.Timeout = 10 * time.Second
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.srv.Shutdown(ctx)
+		e.ts.Close()
+		svcTS.Close()
+		e.log.mu.Lock()
+		e.log.done = true
+		e.log.mu.Unlock()
+	})
+	return e
+}
+
+// issue asks the fake for a token and remembers it for the log check.
+func (e *env) issue(sub string, ttl time.Duration, scopes ...string) string {
+	tok, _ := e.svc.Issue(sub, scopes, ttl)
+	leakMu.Lock()
+	issued = append(issued, tok)
+	leakMu.Unlock()
+	return tok
+}
+
+// get sends GET path with headers h and returns status, headers and body.
+func (e *env) get(path string, h http.Header) (int, http.Header, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest("GET", e.URL+path, nil)
+	for k, vs := range h {
+		req.Header[k] = slices.Clone(vs)
+	}
+	resp, err := e.client.Do(req)
+	if err != nil {
+		e.t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		e.t.Fatalf("GET %s: reading body: %v", path, err)
+	}
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// dial opens a WebSocket to path with headers h.
+func (e *env) dial(path string, h http.Header) (*wsConn, *http.Response, string) {
+	e.t.Helper()
+	c, resp, body, err := e.dialer.Dial(e.URL+path, h)
+	if err != nil {
+		e.t.Fatalf("dial %s: %v", path, err)
+	}
+	if c != nil {
+		e.t.Cleanup(func() { c.nc.Close() })
+	}
+	return c, resp, body
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		<-tick.C
+	}
+}
