@@ -6,13 +6,18 @@
 // [Service.Handler] serves:
 //
 //	POST /introspect    RFC 7662 §2: form body token=…, HTTP Basic client auth
-//	POST /admin/tokens  {"sub","scope","ttl_seconds"} → 201 {"token","exp"}
+//	POST /admin/tokens  {"sub","scope","ttl_seconds"} → 201 {"token","exp"}; ttl_seconds defaults to 3600
 //	POST /admin/revoke  {"token"} → 204
 //	PUT  /admin/scope   {"token","scope"} → 204, or 404 for an unknown token
 //	GET  /admin/faults  the current [Faults] as {"latency_ms","status","garbage","hang_up"}
 //	PUT  /admin/faults  the same JSON → 204
 //	GET  /admin/stats   {"introspections":N}
 //	GET  /healthz       {"status":"ok"}
+//
+// An active token's answer carries sub, scope (space-separated; omitted when
+// the token has none, as RFC 7662 §2.2 allows), exp, iat, client_id and
+// token_type; any other token's is just {"active":false}. The admin endpoints
+// take JSON and refuse unknown fields.
 //
 // Every error is JSON {"error":…,"error_description":…}. A path it does not
 // serve is a 404 naming the method and path, and a known path with the wrong

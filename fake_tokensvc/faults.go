@@ -19,7 +19,8 @@ type Faults struct {
 	Status int
 	// Garbage answers 200 with a body that is not JSON.
 	Garbage bool
-	// HangUp writes part of a response header, then closes the connection.
+	// HangUp writes part of the response status line, then closes the
+	// connection, so that a client sees a broken connection, not a reply.
 	HangUp bool
 }
 
@@ -66,13 +67,15 @@ func (s *Service) injectFault(w http.ResponseWriter, r *http.Request) bool {
 	return true
 }
 
-// hangUp cuts the connection in the middle of the response header. Where the
-// connection cannot be hijacked (HTTP/2), it aborts the stream instead.
+// hangUp cuts the connection in the middle of the response's status line.
+// Not later: curl and Python's http.client take a reply cut among the header
+// fields as a complete, empty 200, so only Go's client would see the error.
+// Where the connection cannot be hijacked (HTTP/2), it aborts the stream.
 func hangUp(w http.ResponseWriter) {
 	conn, _, err := http.NewResponseController(w).Hijack()
 	if err != nil {
 		panic(http.ErrAbortHandler)
 	}
 	defer conn.Close()
-	conn.Write([]byte("HTTP/1.1 200 OK\r\nContent-Type: applica"))
+	conn.Write([]byte("HTTP/1.1 20"))
 }

@@ -25,7 +25,7 @@ func TestIntrospect(t *testing.T) {
 		body        string
 		auth        func(*http.Request)
 		wantStatus  int
-		wantBody    string // exact, or a substring if wantContains
+		wantBody    string // the exact body, or a substring of it if contains
 		contains    bool
 	}{
 		{"active token", "/introspect", formType, form(token), basicAuth("wsauth", "dev-secret"), 200, activeBody, false},
