@@ -45,6 +45,7 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		attrs = append(attrs,
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
+			slog.String("client", s.clientIP(r)),
 			slog.Int("status", status),
 			slog.Duration("duration", s.cfg.Now().Sub(start)))
 		if rl.subject != "" {

@@ -14,6 +14,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -60,6 +61,14 @@ type Config struct {
 	// refused; that refusal is the whole defence against cross-site
 	// WebSocket hijacking.
 	AllowedOrigins []string
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For and
+	// X-Forwarded-Proto headers are believed (clientip.go). Default none:
+	// from any other peer those headers are ignored.
+	//
+	// Warning: list only the proxies' own addresses. A prefix that covers
+	// clients lets them choose the address the logs and the failure
+	// throttle see, and pass plain HTTP off as TLS.
+	TrustedProxies []netip.Prefix
 
 	// Recheck is how often open connections' tokens are validated again.
 	// Default 60s.

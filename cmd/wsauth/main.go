@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"strings"
@@ -51,6 +52,7 @@ type options struct {
 	maxConns        int
 	shutdownTimeout time.Duration
 	tlsCert, tlsKey string
+	trustedProxies  []netip.Prefix
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -70,6 +72,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve https and wss)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	fs.Func("trusted-proxies", "comma-separated CIDRs of reverse proxies whose X-Forwarded-For/-Proto are believed (default none)", func(v string) (err error) {
+		o.trustedProxies, err = server.ParseTrustedProxies(v)
+		return err
+	})
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -109,6 +115,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		CookieName:     o.cookieName,
 		NoQueryToken:   !o.allowQueryToken,
 		AllowedOrigins: splitList(o.allowedOrigins),
+		TrustedProxies: o.trustedProxies,
 		Recheck:        o.recheck,
 
 		MaxMessageBytes: o.maxMessageBytes,
