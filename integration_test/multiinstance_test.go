@@ -1,0 +1,150 @@
+package integration_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"wsauth/server"
+	"wsauth/tokens"
+)
+
+// Issue 8: nothing in the design needs state shared between instances
+// beyond the token system. These tests run two servers in one process, each
+// with its own cache and registry, in front of one fake token service, as
+// two instances behind a load balancer are.
+
+// peer starts a second server in front of e's token service, with its own
+// validation cache, registry and log, torn down when the test ends.
+func (e *env) peer(opts ...envOption) *env {
+	e.t.Helper()
+	var cfg envConfig
+	for _, o := range opts {
+		o(&cfg)
+	}
+	p := &env{t: e.t, svc: e.svc, svcURL: e.svcURL, log: &testLog{t: e.t}}
+	in := &tokens.Introspector{URL: e.svcURL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret"}
+	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
+	cfg.server.Logger = slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", "B")
+	p.srv = server.New(cfg.server)
+	p.ts = httptest.NewServer(p.srv)
+	p.URL = p.ts.URL
+	p.client = p.ts.Client()
+	p.client.Timeout = 10 * time.Second
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		p.srv.Shutdown(ctx)
+		p.ts.Close()
+		p.log.mu.Lock()
+		p.log.done = true
+		p.log.mu.Unlock()
+	})
+	return p
+}
+
+// dialWelcome opens a WebSocket with a bearer token and reads the welcome.
+func (e *env) dialWelcome(t *testing.T, name, token string) *wsConn {
+	t.Helper()
+	c, resp, body := e.dial("/ws", http.Header{"Authorization": {"Bearer " + token}})
+	if c == nil {
+		t.Fatalf("%s: dial /ws: status %d %s; want 101", name, resp.StatusCode, body)
+	}
+	m, err := c.ReadJSON(5 * time.Second)
+	if err != nil || m["type"] != "welcome" {
+		t.Fatalf("%s: first message = %v, %v; want the welcome", name, m, err)
+	}
+	return c
+}
+
+// echoes checks that c is open and served: a message comes back as an echo.
+func echoes(t *testing.T, name string, c *wsConn) {
+	t.Helper()
+	if err := c.WriteText("still there?"); err != nil {
+		t.Fatalf("%s: write: %v", name, err)
+	}
+	m, err := c.ReadJSON(5 * time.Second)
+	if err != nil || m["type"] != "echo" || m["data"] != "still there?" {
+		t.Fatalf("%s: reply = %v, %v; want the echo", name, m, err)
+	}
+}
+
+// TestInstancesShareOnlyTheTokenSystem: a token issued once works on both
+// instances, over HTTP and WebSocket, with nothing shared but the token
+// system.
+func TestInstancesShareOnlyTheTokenSystem(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	b := a.peer()
+	tok := a.issue("alice", time.Hour, "api", "ws")
+	for name, inst := range map[string]*env{"A": a, "B": b} {
+		status, _, body := inst.get("/api/me", http.Header{"Authorization": {"Bearer " + tok}})
+		if status != 200 {
+			t.Errorf("GET /api/me on %s: status = %d %s; want 200", name, status, body)
+		}
+		c := inst.dialWelcome(t, name, tok)
+		echoes(t, name, c)
+		c.Close()
+	}
+}
+
+// TestRevocationClosesOnEveryInstance: each instance rechecks its own
+// connections against the token system, so one revocation there closes the
+// token's sockets everywhere, and only those.
+func TestRevocationClosesOnEveryInstance(t *testing.T) {
+	t.Parallel()
+	fast := withServer(func(c *server.Config) { c.Recheck = 50 * time.Millisecond })
+	a := newEnv(t, fast)
+	b := a.peer(fast)
+	doomed := a.issue("mallory", time.Hour, "ws")
+	kept := a.issue("alice", time.Hour, "ws")
+	onA, onB := a.dialWelcome(t, "doomed on A", doomed), b.dialWelcome(t, "doomed on B", doomed)
+	keptA, keptB := a.dialWelcome(t, "kept on A", kept), b.dialWelcome(t, "kept on B", kept)
+
+	a.svc.Revoke(doomed)
+	onA.ExpectClose(t, 5*time.Second, 3000, "token revoked")
+	onB.ExpectClose(t, 5*time.Second, 3000, "token revoked")
+	echoes(t, "kept on A", keptA)
+	echoes(t, "kept on B", keptB)
+	keptA.Close()
+	keptB.Close()
+}
+
+// TestShutdownOfOneInstance: shutting down A closes A's clients with 1001
+// and refuses new ones with 503, which a load balancer takes as "try the
+// next"; B keeps serving its clients, and A's clients reconnect to B with
+// the credential they already hold.
+func TestShutdownOfOneInstance(t *testing.T) {
+	t.Parallel()
+	a := newEnv(t)
+	b := a.peer()
+	tokA := a.issue("alice", time.Hour, "api", "ws")
+	tokB := a.issue("bob", time.Hour, "ws")
+	onA := a.dialWelcome(t, "alice on A", tokA)
+	onB := b.dialWelcome(t, "bob on B", tokB)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	done := make(chan int, 1)
+	go func() { n, _ := a.srv.Shutdown(ctx); done <- n }()
+	onA.ExpectClose(t, 5*time.Second, 1001, "shutting down")
+	if n := <-done; n != 1 {
+		t.Errorf("A.Shutdown closed %d connections; want 1", n)
+	}
+	echoes(t, "bob on B after A shut down", onB)
+
+	c, resp, body := a.dial("/ws", http.Header{"Authorization": {"Bearer " + tokA}})
+	if c != nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("dial A after its shutdown: %v %s; want 503", resp.Status, body)
+	}
+	again := b.dialWelcome(t, "alice reconnected to B", tokA)
+	echoes(t, "alice reconnected to B", again)
+	if n := b.srv.OpenConns(); n != 2 {
+		t.Errorf("B has %d open connections; want 2 (bob and alice)", n)
+	}
+	again.Close()
+	onB.Close()
+}
