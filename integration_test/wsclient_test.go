@@ -39,7 +39,8 @@ func (e *wsCloseError) Error() string { return fmt.Sprintf("closed %d %q", e.Cod
 
 // wsDialer opens WebSocket connections to one server.
 type wsDialer struct {
-	TLS *tls.Config // for https servers
+	TLS   *tls.Config  // for https servers
+	Local *net.TCPAddr // the address to dial from; nil: any
 }
 
 // Dial performs the opening handshake. A refusal is returned as the HTTP
@@ -50,10 +51,14 @@ func (d wsDialer) Dial(rawURL string, h http.Header) (*wsConn, *http.Response, s
 		return nil, nil, "", err
 	}
 	var nc net.Conn
+	nd := &net.Dialer{LocalAddr: d.Local}
+	if d.Local == nil {
+		nd.LocalAddr = nil // a nil *net.TCPAddr in the interface is not nil
+	}
 	if u.Scheme == "https" || u.Scheme == "wss" {
-		nc, err = tls.Dial("tcp", u.Host, d.TLS)
+		nc, err = tls.DialWithDialer(nd, "tcp", u.Host, d.TLS)
 	} else {
-		nc, err = net.Dial("tcp", u.Host)
+		nc, err = nd.Dial("tcp", u.Host)
 	}
 	if err != nil {
 		return nil, nil, "", err
