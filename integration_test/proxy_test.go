@@ -104,13 +104,23 @@ func TestNginx(t *testing.T) {
 		}
 		return c, upstreamOf(t, resp.Header), resp, body
 	}
+	// open is dial for a WebSocket that must open.
+	open := func(t *testing.T, what string, h http.Header) (*wsConn, string) {
+		t.Helper()
+		c, up, resp, body := dial(t, "/ws", h)
+		if c == nil {
+			t.Fatalf("%s: dial /ws through nginx: %d %q %s; want 101",
+				what, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+		}
+		return c, up
+	}
 	bearer := func(tok string) http.Header {
 		return http.Header{"Authorization": {"Bearer " + tok}, "Origin": {sameOrigin}}
 	}
 
 	t.Run("WebSocket: welcome and echo over wss, on either instance", func(t *testing.T) {
 		tok := ts.issue(t, "alice", time.Hour, "api ws")
-		c, up, _, _ := dial(t, "/ws", bearer(tok))
+		c, up := open(t, "alice", bearer(tok))
 		if up != addrA && up != addrB {
 			t.Errorf("X-Upstream = %q; want %s or %s", up, addrA, addrB)
 		}
@@ -192,7 +202,7 @@ func TestNginx(t *testing.T) {
 		if status, _, body := get(t, "/api/me", h); status != 200 {
 			t.Fatalf("GET /api/me through nginx: %d %s; want 200", status, body)
 		}
-		c, _, _, _ := dial(t, "/ws", h)
+		c, _ := open(t, "ip-check", h)
 		c.Close()
 		for _, path := range []string{"/api/me", "/ws"} {
 			var line string
@@ -208,16 +218,13 @@ func TestNginx(t *testing.T) {
 
 	t.Run("expiry closes with 3000 through nginx", func(t *testing.T) {
 		tok := ts.issue(t, "brief", 2*time.Second, "ws")
-		c, _, resp, body := dial(t, "/ws", bearer(tok))
-		if c == nil {
-			t.Fatalf("dial with a 2s token: %d %s; want 101", resp.StatusCode, body)
-		}
+		c, _ := open(t, "a 2s token", bearer(tok))
 		c.ExpectClose(t, 10*time.Second, 3000, "token expired")
 	})
 
 	t.Run("revocation closes with 3000 through nginx", func(t *testing.T) {
 		tok := ts.issue(t, "mallory", time.Hour, "ws")
-		c, _, _, _ := dial(t, "/ws", bearer(tok))
+		c, _ := open(t, "mallory", bearer(tok))
 		echoes(t, "mallory before revocation", c)
 		ts.revoke(t, tok)
 		c.ExpectClose(t, 5*time.Second, 3000, "token revoked")
@@ -237,7 +244,7 @@ func TestNginx(t *testing.T) {
 				t.Fatalf("8 WebSockets through nginx landed %v; want some on each of %s and %s", on, addrA, addrB)
 			}
 			tok := ts.issue(t, fmt.Sprintf("client-%d", i), time.Hour, "api ws")
-			c, up, _, _ := dial(t, "/ws", bearer(tok))
+			c, up := open(t, fmt.Sprintf("client %d", i), bearer(tok))
 			clients = append(clients, client{tok, c, up})
 			on[up]++
 		}
@@ -261,10 +268,7 @@ func TestNginx(t *testing.T) {
 			if cl.up != addrA {
 				continue
 			}
-			c, up, resp, body := dial(t, "/ws", bearer(cl.tok))
-			if c == nil {
-				t.Fatalf("reconnect after A stopped: %d %s; want 101", resp.StatusCode, body)
-			}
+			c, up := open(t, "reconnect after A stopped", bearer(cl.tok))
 			if up != addrB {
 				t.Errorf("reconnect after A stopped landed on %q; want B (%s)", up, addrB)
 			}
