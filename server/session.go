@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -18,21 +19,56 @@ import (
 // session is one open WebSocket and the token that keeps it open. It holds
 // no goroutine of its own besides the one serving it: expiry and pings are
 // timers.
+//
+// # Staying authorized
+//
+// The connection lives on one token at a time, its "a". It closes with 3000
+// "token expired" when that token's expiry passes (a timer, re-armed when
+// the token changes), and the registry's rechecks close it with 3000
+// "token revoked" or 3003 "insufficient scope" (registry.go). A client
+// moves it to a new token of the same subject with
+// {"type":"refresh","token":…}; see refresh.
+//
+// # Dead peers and slow readers
+//
+// A peer can vanish without a FIN (cable pulled, NAT state dropped) or stop
+// reading. Three things bound what it costs:
+//   - every read has a deadline of PingInterval+WriteTimeout, reset by any
+//     frame the client sends, pongs included, and the server pings every
+//     PingInterval: a live client always answers within that, a dead one
+//     is dropped within PingInterval+WriteTimeout of its last frame;
+//   - every write has a deadline of WriteTimeout: a client that stops
+//     reading fills the socket buffers, the write fails, and the
+//     connection is dropped (a failed write may have sent half a frame, so
+//     nothing, not even a close frame, can follow it);
+//   - the listener's TCP keep-alive (net.Listen enables it, 15 s probes)
+//     lets the kernel notice a dead peer of a connection nobody writes to.
+//
+// # Closing
+//
+// The server sends at most one close frame (close), then waits up to
+// CloseTimeout for the client's, so that dropping the TCP connection does
+// not destroy the close frame with a reset (RFC 6455 §7.1.1, §5.5.1).
 type session struct {
 	s  *Server
 	rl *logRecord
 
 	ws *websocket.Conn
-	nc net.Conn
+	nc net.Conn // set once by serve; read by drop under ncMu, else under mu
 
 	mu        sync.Mutex // guards the fields below, and orders writes
 	a         authorized // the principal and token now in force
 	expiry    *time.Timer
 	ping      *time.Timer
-	closeSent bool
+	closeSent bool // no frame may be written any more
 	closeCode int
 	pending   *closeError // a close asked for before the upgrade finished
 	finished  bool        // serve has returned: no timer may write
+
+	// ncMu lets drop close the connection while mu is held by a write that
+	// waits for a client that does not read.
+	ncMu    sync.Mutex
+	dropped bool
 }
 
 // Messages between client and server. Each has a "type".
@@ -74,12 +110,18 @@ func unixOrZero(t time.Time) int64 {
 // or the server closes it (expiry, revocation, shutdown).
 func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 	c.mu.Lock()
+	c.ncMu.Lock()
 	c.ws, c.nc = ws, nc
+	dropped := c.dropped
+	c.ncMu.Unlock()
 	p, pending := c.a.p, c.pending
 	c.armExpiry()
 	c.ping = time.AfterFunc(c.s.cfg.PingInterval, c.sendPing)
 	c.mu.Unlock()
 	defer c.stopTimers()
+	if dropped {
+		return
+	}
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
@@ -90,10 +132,19 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 	var ce *closeError
 	if errors.As(err, &ce) {
 		c.close(ce.code, ce.reason)
-		if ce.skip > 0 {
-			br.Discard(int(ce.skip))
+		switch {
+		case ce.code == CloseProtocolError:
+			// The stream is out of step: its next bytes may be the rest
+			// of a frame, not a header.
+			c.discard(br)
+		case ce.skip > 0:
+			if _, err := br.Discard(int(ce.skip)); err != nil {
+				break
+			}
+			fallthrough
+		default:
+			c.drain(br)
 		}
-		c.drain(br)
 	}
 	c.mu.Lock()
 	if c.rl != nil {
@@ -298,7 +349,14 @@ func (c *session) writeLocked(codec websocket.Codec, v any) error {
 	}
 	// A client that stops reading must not pin this goroutine.
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	return codec.Send(c.ws, v)
+	if err := codec.Send(c.ws, v); err != nil {
+		// Part of the frame may have gone out: no frame can follow it, not
+		// even a close. Dropping the connection also ends the read loop.
+		c.closeSent = true
+		c.nc.Close()
+		return err
+	}
+	return nil
 }
 
 // close sends the one close frame of this connection, with code and reason,
@@ -327,10 +385,11 @@ func (c *session) close(code int, reason string) {
 func (c *session) drain(br *bufio.Reader) {
 	for {
 		h, err := readHeader(br)
-		if err != nil {
+		if _, ok := errors.AsType[*closeError](err); ok {
+			c.discard(br)
 			return
 		}
-		if h.op == opClose {
+		if err != nil || h.op == opClose {
 			return
 		}
 		if _, err := br.Discard(int(h.length)); err != nil {
@@ -339,11 +398,27 @@ func (c *session) drain(br *bufio.Reader) {
 	}
 }
 
+// discard is drain for a stream that can no longer be read as frames: it
+// half-closes the connection after the close frame, so that the client
+// sees the end at once, and reads raw bytes until the client closes its
+// side or the deadline passes. Returning at once would leave unread bytes,
+// and the reset they cause can destroy the close frame before the client
+// reads it.
+func (c *session) discard(br *bufio.Reader) {
+	if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite() // TCP FIN; a TLS close_notify first
+	}
+	io.Copy(io.Discard, br)
+}
+
 // drop closes the TCP connection without a closing handshake: for a client
-// that did not answer within the shutdown deadline.
+// that did not answer within the shutdown deadline. It does not wait for
+// c.mu, which a write to a client that does not read may hold for up to
+// WriteTimeout.
 func (c *session) drop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.ncMu.Lock()
+	defer c.ncMu.Unlock()
+	c.dropped = true
 	if c.nc != nil {
 		c.nc.Close()
 	}
