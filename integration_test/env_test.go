@@ -92,6 +92,7 @@ type testLog struct {
 	mu   sync.Mutex
 	t    testing.TB
 	done bool
+	text strings.Builder // this env's lines, for tests that expect one
 }
 
 func (l *testLog) Write(p []byte) (int, error) {
@@ -100,6 +101,7 @@ func (l *testLog) Write(p []byte) (int, error) {
 	leakMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.text.Write(p)
 	if !l.done {
 		l.t.Logf("server: %s", strings.TrimRight(string(p), "\n"))
 	}
@@ -181,6 +183,13 @@ func (e *env) issue(sub string, ttl time.Duration, scopes ...string) string {
 	issued = append(issued, tok)
 	leakMu.Unlock()
 	return tok
+}
+
+// logged reports whether this env's server has logged a line containing s.
+func (e *env) logged(s string) bool {
+	e.log.mu.Lock()
+	defer e.log.mu.Unlock()
+	return strings.Contains(e.log.text.String(), s)
 }
 
 // get sends GET path with headers h and returns status, headers and body.
