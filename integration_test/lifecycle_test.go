@@ -254,7 +254,7 @@ func TestRecheckCostsOneIntrospectionPerToken(t *testing.T) {
 		conns    = 1000
 		nTokens  = 10
 		parallel = 32
-		recheck  = 250 * time.Millisecond
+		recheck  = 400 * time.Millisecond
 	)
 	e := newEnv(t, withRecheck(recheck))
 	toks := make([]string, nTokens)
@@ -262,6 +262,7 @@ func TestRecheckCostsOneIntrospectionPerToken(t *testing.T) {
 		toks[i] = e.issue("user"+string(rune('a'+i)), time.Hour, "ws")
 	}
 
+	openStart := time.Now()
 	open := make([]*wsConn, conns)
 	t.Cleanup(func() {
 		for _, c := range open {
@@ -301,22 +302,30 @@ func TestRecheckCostsOneIntrospectionPerToken(t *testing.T) {
 	for err := range errc {
 		t.Fatalf("opening %d connections: %v", conns, err)
 	}
+	t.Logf("opened %d connections in %v", conns, time.Since(openStart).Round(time.Millisecond))
 	if n := e.srv.OpenConns(); n != conns {
 		t.Fatalf("OpenConns = %d; want %d", n, conns)
 	}
 
-	// The measured window: three recheck intervals of idle connections.
-	n0, t0 := e.svc.Introspections(), time.Now()
-	<-time.After(3 * recheck)
-	n1, window := e.svc.Introspections(), time.Since(t0)
-	// A window of w holds at most w/recheck+1 sweeps, each asking about
-	// each token once.
-	sweeps := int64(window/recheck) + 1
-	got := n1 - n0
-	t.Logf("%d introspections for %d connections over %d tokens in %v (%.1f recheck intervals)",
-		got, conns, nTokens, window.Round(time.Millisecond), float64(window)/float64(recheck))
-	if got > nTokens*sweeps || got < nTokens {
-		t.Errorf("%d introspections in %v; want %d to %d: one per token per %v recheck", got, window, nTokens, nTokens*sweeps, recheck)
+	// Line up with the sweeps. Each asks about each token once, and so did
+	// the connections' first validations (single-flighted, then cached):
+	// the counter rests at a multiple of nTokens between sweeps.
+	count := e.svc.Introspections
+	var n0 int64
+	start := count()
+	waitFor(t, 5*recheck+5*time.Second, "a recheck sweep", func() bool {
+		n0 = count()
+		return n0 > start && n0%nTokens == 0
+	})
+	// Sweeps come every recheck: three more by 3.5 intervals from the one
+	// just seen, and the fourth not before 4.
+	window := 3*recheck + recheck/2
+	<-time.After(window)
+	got := count() - n0
+	t.Logf("%d introspections for %d connections over %d tokens in %v (3 recheck intervals of %v)",
+		got, conns, nTokens, window, recheck)
+	if got > 3*nTokens || got < nTokens {
+		t.Errorf("%d introspections in 3 recheck intervals; want at most %d: one per token per interval", got, 3*nTokens)
 	}
 
 	// Close politely, as many at once.
