@@ -59,6 +59,7 @@ type session struct {
 	mu        sync.Mutex // guards the fields below, and orders writes
 	a         authorized // the principal and token now in force
 	expiry    *time.Timer
+	expiryGen uint64 // counts armExpiry calls, so that a stale timer does nothing
 	ping      *time.Timer
 	closeSent bool // no frame may be written any more
 	closeCode int
@@ -125,7 +126,7 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil {
+	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && err != errCloseSent {
 		return
 	}
 	err := c.readLoop(br)
@@ -243,7 +244,16 @@ func (c *session) handle(msg []byte) error {
 }
 
 // refresh moves the connection onto a new token of the same subject, so
-// that it outlives the old token without reconnecting.
+// that it outlives the old token without reconnecting (issue 4; Centrifugo
+// has the same flow). The client sends {"type":"refresh","token":…}:
+//   - same subject, ws scope: the connection lives on the new token, its
+//     expiry and its rechecks; the answer is {"type":"refreshed","exp":…};
+//   - another subject: close 3003, as a token for someone else is no
+//     mistake a client makes by accident;
+//   - invalid, lacking ws, or the token system cannot answer: the answer
+//     is {"type":"error","error":…} with invalid_token, insufficient_scope
+//     or temporarily_unavailable (the codes of the HTTP answers), and the
+//     connection keeps its old token and expiry.
 func (c *session) refresh(token string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 	defer cancel()
@@ -269,25 +279,21 @@ func (c *session) refresh(token string) error {
 // connection has moved to another token meanwhile.
 func (c *session) recheck(token string, p tokens.Principal, err error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.a.token != token {
-		c.mu.Unlock()
 		return
 	}
 	switch {
 	case errors.Is(err, tokens.ErrInvalid):
-		c.mu.Unlock()
-		c.close(CloseUnauthorized, "token revoked")
+		c.closeLocked(CloseUnauthorized, "token revoked")
 	case err != nil:
 		// The token system cannot answer: the connection keeps the answer
-		// it had until its token expires (README: "Rechecks").
-		c.mu.Unlock()
+		// it had until its token expires (registry's "Rechecks").
 	case !p.HasScope("ws"):
-		c.mu.Unlock()
-		c.close(CloseForbidden, "insufficient scope")
+		c.closeLocked(CloseForbidden, "insufficient scope")
 	default:
 		c.a.p = p
 		c.armExpiry()
-		c.mu.Unlock()
 	}
 }
 
@@ -298,8 +304,22 @@ func (c *session) armExpiry() {
 		c.expiry.Stop()
 		c.expiry = nil
 	}
+	c.expiryGen++
 	if exp := c.a.p.Expiry; !exp.IsZero() {
-		c.expiry = time.AfterFunc(exp.Sub(c.s.cfg.Now()), func() { c.close(CloseUnauthorized, "token expired") })
+		gen := c.expiryGen
+		c.expiry = time.AfterFunc(exp.Sub(c.s.cfg.Now()), func() { c.expire(gen) })
+	}
+}
+
+// expire closes the connection with 3000 unless the timer of generation gen
+// has been replaced meanwhile: Stop cannot recall a timer that has fired
+// and waits for c.mu, held by the refresh that moved the connection onto a
+// later token.
+func (c *session) expire(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == c.expiryGen {
+		c.closeLocked(CloseUnauthorized, "token expired")
 	}
 }
 
@@ -365,6 +385,11 @@ func (c *session) writeLocked(codec websocket.Codec, v any) error {
 func (c *session) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+// closeLocked is close with c.mu held.
+func (c *session) closeLocked(code int, reason string) {
 	if c.ws == nil {
 		if c.pending == nil {
 			c.pending = &closeError{code: code, reason: reason}
