@@ -12,28 +12,9 @@ import (
 	"net/url"
 	"regexp"
 	"runtime"
-	"sync"
 	"testing"
 	"time"
 )
-
-// syncBuffer is run's stdout, read by the test while run writes to it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // waitForOutput polls out until re matches, and returns its first group.
 func waitForOutput(t *testing.T, out *syncBuffer, re *regexp.Regexp) string {
@@ -90,7 +71,7 @@ func TestRunShutdownClosesWebSockets(t *testing.T) {
 	go func() {
 		errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s"}, func(string) string { return "" }, out)
 	}()
-	base := waitForOutput(t, out, regexp.MustCompile(`msg="wsauth listening" url=(\S+)`))
+	base := waitForOutput(t, out, listeningURL)
 	tok := waitForOutput(t, out, regexp.MustCompile(`alice \(scopes api ws\): (\S+)`))
 	u, err := url.Parse(base)
 	if err != nil {
