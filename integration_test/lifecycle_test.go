@@ -720,26 +720,33 @@ func TestBadFrames(t *testing.T) {
 		name  string
 		bytes []byte
 		code  int
+		tls   bool
 	}{
-		{"text that is not UTF-8", masked(0x81, "ok \xff\xfe"), server.CloseInvalidPayload},
-		{"fragments that end inside a UTF-8 sequence", append(masked(0x01, "ok"), masked(0x80, " \xc3")...), server.CloseInvalidPayload},
-		{"binary message", masked(0x82, "\x00\x01"), server.CloseUnsupportedData},
-		{"unmasked frame", []byte("\x81\x05hello"), server.CloseProtocolError},
-		{"RSV1 without an extension", masked(0xc1, "hello"), server.CloseProtocolError},
-		{"RSV3 without an extension", masked(0x91, "hello"), server.CloseProtocolError},
-		{"unknown data opcode 3", masked(0x83, "hello"), server.CloseProtocolError},
-		{"unknown control opcode 11", masked(0x8b, "hello"), server.CloseProtocolError},
-		{"continuation without a message", masked(0x80, "hello"), server.CloseProtocolError},
-		{"text inside a fragmented message", append(masked(0x01, "a"), masked(0x81, "b")...), server.CloseProtocolError},
-		{"fragmented ping", masked(0x09, "hi"), server.CloseProtocolError},
-		{"close code 1005", masked(0x88, "\x03\xed"), server.CloseProtocolError},
-		{"close reason not UTF-8", masked(0x88, "\x03\xe8\xff"), server.CloseInvalidPayload},
+		{"text that is not UTF-8", masked(0x81, "ok \xff\xfe"), server.CloseInvalidPayload, false},
+		{"fragments that end inside a UTF-8 sequence", append(masked(0x01, "ok"), masked(0x80, " \xc3")...), server.CloseInvalidPayload, false},
+		{"binary message", masked(0x82, "\x00\x01"), server.CloseUnsupportedData, false},
+		{"unmasked frame", []byte("\x81\x05hello"), server.CloseProtocolError, false},
+		{"unmasked frame over TLS", []byte("\x81\x05hello"), server.CloseProtocolError, true},
+		{"binary message over TLS", masked(0x82, "\x00\x01"), server.CloseUnsupportedData, true},
+		{"RSV1 without an extension", masked(0xc1, "hello"), server.CloseProtocolError, false},
+		{"RSV3 without an extension", masked(0x91, "hello"), server.CloseProtocolError, false},
+		{"unknown data opcode 3", masked(0x83, "hello"), server.CloseProtocolError, false},
+		{"unknown control opcode 11", masked(0x8b, "hello"), server.CloseProtocolError, false},
+		{"continuation without a message", masked(0x80, "hello"), server.CloseProtocolError, false},
+		{"text inside a fragmented message", append(masked(0x01, "a"), masked(0x81, "b")...), server.CloseProtocolError, false},
+		{"fragmented ping", masked(0x09, "hi"), server.CloseProtocolError, false},
+		{"close code 1005", masked(0x88, "\x03\xed"), server.CloseProtocolError, false},
+		{"close reason not UTF-8", masked(0x88, "\x03\xe8\xff"), server.CloseInvalidPayload, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			// A long CloseTimeout: the client below answers, so the server
 			// must close at once, even when the stream is garbage.
-			e := newEnv(t, withServer(func(c *server.Config) { c.CloseTimeout = 10 * time.Second }))
+			opts := []envOption{withServer(func(c *server.Config) { c.CloseTimeout = 10 * time.Second })}
+			if tc.tls {
+				opts = append(opts, withTLS())
+			}
+			e := newEnv(t, opts...)
 			c, _ := openWS(t, e, e.issue("alice", time.Hour, "ws"))
 			writeRaw(t, c, tc.bytes)
 			code, _, at := readClose(t, c, 5*time.Second)
