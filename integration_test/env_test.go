@@ -128,10 +128,17 @@ type envConfig struct {
 	tls     bool
 	noCache bool
 	timeout time.Duration
+	wrap    func(http.Handler) http.Handler
 }
 
 func withServer(f func(*server.Config)) envOption { return func(c *envConfig) { f(&c.server) } }
 func withTLS() envOption                          { return func(c *envConfig) { c.tls = true } }
+
+// withHandler serves wrap(server) instead of the server: test pages and
+// endpoints beside the server's routes, on its origin.
+func withHandler(wrap func(http.Handler) http.Handler) envOption {
+	return func(c *envConfig) { c.wrap = wrap }
+}
 func withIntrospectTimeout(d time.Duration) envOption {
 	return func(c *envConfig) { c.timeout = d }
 }
@@ -152,11 +159,15 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
 	cfg.server.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = server.New(cfg.server)
+	var h http.Handler = e.srv
+	if cfg.wrap != nil {
+		h = cfg.wrap(e.srv)
+	}
 	if cfg.tls {
-		e.ts = httptest.NewTLSServer(e.srv)
+		e.ts = httptest.NewTLSServer(h)
 		e.dialer.TLS = &tls.Config{RootCAs: e.ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 	} else {
-		e.ts = httptest.NewServer(e.srv)
+		e.ts = httptest.NewServer(h)
 	}
 	e.URL = e.ts.URL
 	e.client = e.ts.Client()
