@@ -89,9 +89,10 @@ func tokensInLogs() error {
 // testLog writes server logs to t.Logf and to allLogs, and drops lines that
 // arrive after the test ended.
 type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
+	mu    sync.Mutex
+	t     testing.TB
+	done  bool
+	lines []string
 }
 
 func (l *testLog) Write(p []byte) (int, error) {
@@ -100,10 +101,28 @@ func (l *testLog) Write(p []byte) (int, error) {
 	leakMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
 	if !l.done {
 		l.t.Logf("server: %s", strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// logged reports whether one line of this server's log holds every one of
+// parts.
+func (l *testLog) logged(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // env is a fake token service and a wsauth server in front of it, both on
