@@ -331,8 +331,11 @@ type pageVars struct {
 	ScopeToken   string
 }
 
-func servePage(tmpl *template.Template, vars func() pageVars) http.Handler {
+// servePage serves tmpl once ready is closed: the servers' URLs, which the
+// pages link, are known only after all of them started.
+func servePage(ready <-chan struct{}, tmpl *template.Template, vars func() pageVars) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-ready
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		v := vars()
@@ -345,6 +348,7 @@ func servePage(tmpl *template.Template, vars func() pageVars) http.Handler {
 func TestBrowser(t *testing.T) {
 	bin := findChrome(t)
 	rep := newReports()
+	ready := make(chan struct{})
 
 	var a, c *env
 	var b *httptest.Server
@@ -353,11 +357,13 @@ func TestBrowser(t *testing.T) {
 	a = newDemoEnv(t, withHandler(func(srv http.Handler) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("POST /report", rep.handler())
-		mux.Handle("GET /test/main", servePage(mainPage, func() pageVars { return pageVars{Next: b.URL + "/hijack"} }))
+		mux.Handle("GET /test/main", servePage(ready, mainPage, func() pageVars { return pageVars{Next: b.URL + "/hijack"} }))
 		mux.Handle("GET /test/short-token", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-ready
 			w.Write([]byte(a.issue("erin", 3*time.Second, "api", "ws")))
 		}))
 		mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			<-ready
 			if r.URL.Path == "/ws" && r.Header.Get("Origin") == b.URL {
 				if ck, err := r.Cookie("token"); err == nil && ck.Value != "" {
 					hijackCookie.Store(true)
@@ -370,13 +376,13 @@ func TestBrowser(t *testing.T) {
 	c = newEnv(t, withServer(func(cfg *server.Config) { cfg.WSReject = server.RejectClose }), withHandler(func(srv http.Handler) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("POST /report", rep.handler())
-		mux.Handle("GET /test/close", servePage(closePage, func() pageVars { return pageVars{ScopeToken: c.issue("bob", time.Hour, "api")} }))
+		mux.Handle("GET /test/close", servePage(ready, closePage, func() pageVars { return pageVars{ScopeToken: c.issue("bob", time.Hour, "api")} }))
 		mux.Handle("/", srv)
 		return mux
 	}))
 	bMux := http.NewServeMux()
 	bMux.Handle("POST /report", rep.handler())
-	bMux.Handle("GET /hijack", servePage(hijackPage, func() pageVars {
+	bMux.Handle("GET /hijack", servePage(ready, hijackPage, func() pageVars {
 		return pageVars{
 			TargetWS:     "ws" + strings.TrimPrefix(a.URL, "http") + "/ws",
 			TargetTicket: a.URL + "/api/ws-ticket",
@@ -392,6 +398,7 @@ func TestBrowser(t *testing.T) {
 		t.Fatalf("B at %s must be another port of A's host %s", b.URL, a.URL)
 	}
 
+	close(ready)
 	startChrome(t, bin, a.URL+"/test/main")
 	deadline := time.Now().Add(60 * time.Second)
 

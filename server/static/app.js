@@ -114,6 +114,7 @@ function needToken() {
 
 async function connect(way) {
   if (ws) {
+    ws.abandoned = true;
     ws.close(1000, "reconnecting");
   }
   let url = wsBase;
@@ -163,6 +164,10 @@ async function connect(way) {
     }
   };
   sock.onclose = (e) => {
+    if (sock.abandoned && !opened) {
+      log("info", `gave up the connection by ${way} before it opened`);
+      return;
+    }
     const reason = e.reason ? ` "${e.reason}"` : "";
     const hint = !opened && e.code === 1006 ? " (the handshake failed)" : "";
     log("close", `closed ${e.code}${reason}: ${meanings[e.code] || "see RFC 6455 §7.4"}${hint}`);
@@ -191,7 +196,13 @@ if (demo) {
   $("logout").addEventListener("click", logout);
 }
 $("send-form").addEventListener("submit", send);
-$("disconnect").addEventListener("click", () => ws && ws.close(1000, "bye"));
+$("token-form").addEventListener("submit", (e) => e.preventDefault());
+$("disconnect").addEventListener("click", () => {
+  if (ws) {
+    ws.abandoned = true;
+    ws.close(1000, "bye");
+  }
+});
 $("clear").addEventListener("click", () => $("log").replaceChildren());
 setState("closed", "Not connected");
 refreshWho();
