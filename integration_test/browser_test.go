@@ -78,6 +78,18 @@ func startChrome(t *testing.T, bin, url string) *lockedBuffer {
 	t.Cleanup(func() {
 		syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
 		cmd.Wait()
+		// The renderers, reparented once the browser died, are reaped by
+		// init; wait until the group is empty so that none outlives the test.
+		deadline := time.Now().Add(5 * time.Second)
+		tick := time.NewTicker(10 * time.Millisecond)
+		defer tick.Stop()
+		for syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) == nil {
+			if time.Now().After(deadline) {
+				t.Errorf("Chromium's processes (group %d) still exist 5 s after SIGKILL", cmd.Process.Pid)
+				break
+			}
+			<-tick.C
+		}
 		if t.Failed() {
 			t.Logf("Chromium's output:\n%s", out.tail(8<<10))
 		}
