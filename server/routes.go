@@ -6,8 +6,8 @@ import "net/http"
 const (
 	apiSources = fromBearer | fromQuery | fromCookie
 	wsSources  = fromBearer | fromSubprotocol | fromQuery | fromTicket | fromCookie
-	// A ticket is minted only for a credential a cross-site page cannot
-	// have put in a URL.
+	// Tickets exist to keep tokens out of URLs: one is minted for a bearer
+	// header or the cookie, never for a token that is already in a URL.
 	ticketSources = fromBearer | fromCookie
 )
 
