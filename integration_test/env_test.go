@@ -75,8 +75,9 @@ func tokensInLogs() error {
 	leakMu.Lock()
 	defer leakMu.Unlock()
 	logs := allLogs.String()
-	if len(issued) == 0 || logs == "" {
-		return fmt.Errorf("token-leak check saw %d tokens and %d bytes of logs; want some of each", len(issued), len(logs))
+	if len(issued) > 0 && logs == "" {
+		// Tokens were used but nothing was logged: the check would be empty.
+		return fmt.Errorf("token-leak check saw %d tokens and no logs", len(issued))
 	}
 	for _, tok := range issued {
 		if strings.Contains(logs, tok) {
