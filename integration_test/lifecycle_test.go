@@ -222,7 +222,7 @@ func TestRecheck(t *testing.T) {
 		waitFor(t, 10*recheck+5*time.Second, "three failed rechecks", func() bool { return e.svc.Introspections() >= n+3 })
 		expectEcho(t, c, "still here while the token system is down")
 		waitFor(t, 5*time.Second, "the recheck warning", func() bool {
-			return e.logged("level=WARN msg=\"recheck: token system unavailable")
+			return e.log.logged("level=WARN", `msg="recheck: token system unavailable`)
 		})
 
 		// A new connection fails closed meanwhile.
