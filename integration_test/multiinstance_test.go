@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"testing"
 	"time"
 
@@ -147,4 +148,45 @@ func TestShutdownOfOneInstance(t *testing.T) {
 	}
 	again.Close()
 	onB.Close()
+}
+
+// TestTicketAcrossInstances: with one ticket key on both instances, a
+// ticket minted on A opens a WebSocket on B. Single use is kept per
+// instance, as docs/DEPLOY.md says: B refuses the replay, and A, which
+// never saw the ticket used, accepts it once; that is the cost of keeping
+// no replay set shared between instances.
+func TestTicketAcrossInstances(t *testing.T) {
+	t.Parallel()
+	key := withServer(func(c *server.Config) { c.TicketKey = []byte("0123456789abcdef0123456789abcdef") })
+	a := newEnv(t, key)
+	b := a.peer(key)
+	other := a.peer() // its own random key
+	tok := a.issue("alice", time.Hour, "api", "ws")
+
+	ticket := a.mintTicket(t, tok)
+	path := "/ws?ticket=" + url.QueryEscape(ticket)
+	if c, resp, body := other.dial(path, nil); c != nil || resp.StatusCode != 401 || errorCode(body) != "invalid_token" {
+		t.Fatalf("ticket of A at an instance with another key: %v %s; want 401 invalid_token", resp.Status, body)
+	}
+	c, resp, body := b.dial(path, nil)
+	if c == nil {
+		t.Fatalf("ticket of A at B: %v %s; want 101", resp.Status, body)
+	}
+	if m, err := c.ReadJSON(5 * time.Second); err != nil || m["type"] != "welcome" || m["sub"] != "alice" {
+		t.Fatalf("ticket of A at B: first message = %v, %v; want alice's welcome", m, err)
+	}
+	echoes(t, "ticket of A at B", c)
+	if c, resp, body := b.dial(path, nil); c != nil || resp.StatusCode != 401 || errorCode(body) != "invalid_token" {
+		t.Errorf("ticket replayed at B: %v %s; want 401 invalid_token", resp.Status, body)
+	}
+	again, resp, body := a.dial(path, nil)
+	if again == nil {
+		t.Errorf("ticket used at B, then at A: %v %s; want 101 (replay sets are per instance)", resp.Status, body)
+	} else {
+		again.Close()
+	}
+	if c, resp, body := a.dial(path, nil); c != nil || resp.StatusCode != 401 {
+		t.Errorf("ticket replayed at A: %v %s; want 401", resp.Status, body)
+	}
+	c.Close()
 }

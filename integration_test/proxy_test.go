@@ -43,6 +43,9 @@ func TestNginx(t *testing.T) {
 	bin := buildCommands(t, "wsauth", "fake-tokensvc")
 	dir := t.TempDir()
 	const secret = "proxy-test-secret"
+	// DEPLOY.md: every instance gets the same ticket key, from the
+	// environment rather than the command line, where ps would show it.
+	ticketKey := "WSAUTH_TICKET_KEY=" + strings.Repeat("5a", 32)
 
 	svc := startProc(t, "tokensvc", filepath.Join(bin, "fake-tokensvc"),
 		[]string{"-addr", "127.0.0.1:0"}, "TOKENSVC_CLIENT_SECRET="+secret)
@@ -57,8 +60,8 @@ func TestNginx(t *testing.T) {
 		"-introspect-url": svcURL + "/introspect",
 	})
 	args = append(args, "-recheck", "200ms")
-	a := startProc(t, "A", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret)
-	b := startProc(t, "B", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret)
+	a := startProc(t, "A", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret, ticketKey)
+	b := startProc(t, "B", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret, ticketKey)
 	addrA := strings.TrimPrefix(a.waitURL(t, "wsauth listening"), "http://")
 	addrB := strings.TrimPrefix(b.waitURL(t, "wsauth listening"), "http://")
 
@@ -86,6 +89,19 @@ func TestNginx(t *testing.T) {
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return resp.StatusCode, resp.Header, string(body)
 	}
+	post := func(t *testing.T, path string, h http.Header, body string) (int, http.Header, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
+		copyHeader(req.Header, h)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("POST %s through nginx: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		return resp.StatusCode, resp.Header, string(b)
+	}
+	var tickets []string // for the access log check
 	// dial opens a WebSocket through nginx; on 101 it reads the welcome and
 	// returns the instance nginx chose.
 	dial := func(t *testing.T, path string, h http.Header) (*wsConn, string, *http.Response, string) {
@@ -195,6 +211,35 @@ func TestNginx(t *testing.T) {
 		}
 	})
 
+	t.Run("a ticket minted on one instance opens a WebSocket on the other", func(t *testing.T) {
+		tok := ts.issue(t, "ticket-user", time.Hour, "api ws")
+		crossed := false
+		for i := 0; i < 6 && !crossed; i++ {
+			h := bearer(tok)
+			h.Set("Content-Type", "application/json")
+			status, hdr, body := post(t, "/api/ws-ticket", h, "{}")
+			var m struct{ Ticket string }
+			if err := json.Unmarshal([]byte(body), &m); status != 200 || err != nil || m.Ticket == "" {
+				t.Fatalf("POST /api/ws-ticket through nginx: %d %s; want 200 and a ticket", status, body)
+			}
+			rememberSecret(m.Ticket)
+			tickets = append(tickets, m.Ticket)
+			minted := upstreamOf(t, hdr)
+			c, up, resp, body := dial(t, "/ws?ticket="+url.QueryEscape(m.Ticket), http.Header{"Origin": {sameOrigin}})
+			if c == nil {
+				t.Fatalf("ticket minted by %s: %d %s; want 101", minted, resp.StatusCode, body)
+			}
+			// Kept open until the subtest ends, so that least_conn sends
+			// the next requests elsewhere.
+			defer c.Close()
+			echoes(t, "a WebSocket opened by ticket", c)
+			crossed = up != minted
+		}
+		if !crossed {
+			t.Errorf("6 tickets were each redeemed by the instance that minted them; want one minted on A and used on B or back")
+		}
+	})
+
 	t.Run("client address is the real client, whatever it claims", func(t *testing.T) {
 		tok := ts.issue(t, "ip-check", time.Hour, "api ws")
 		h := bearer(tok)
@@ -296,6 +341,11 @@ func TestNginx(t *testing.T) {
 	for _, tok := range ts.tokens() {
 		if bytes.Contains(accessLog, []byte(tok)) {
 			t.Errorf("nginx's access log, with DEPLOY.md's log_format, contains a token")
+		}
+	}
+	for _, ticket := range tickets {
+		if bytes.Contains(accessLog, []byte(ticket)) || bytes.Contains(accessLog, []byte(url.QueryEscape(ticket))) {
+			t.Errorf("nginx's access log, with DEPLOY.md's log_format, contains a ticket")
 		}
 	}
 }
