@@ -203,9 +203,14 @@ func TestClientInRequestLog(t *testing.T) {
 				}
 			}
 			ts.Close() // the log lines are written before the handlers return
-			lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+			var lines []string
+			for line := range strings.Lines(logs.String()) {
+				if strings.Contains(line, " msg=request ") {
+					lines = append(lines, strings.TrimSpace(line))
+				}
+			}
 			if len(lines) != 2 {
-				t.Fatalf("request log has %d lines; want 2:\n%s", len(lines), logs.String())
+				t.Fatalf("request log has %d request lines; want 2:\n%s", len(lines), logs.String())
 			}
 			for _, line := range lines {
 				if !strings.Contains(line, " client="+tt.want+" ") {
