@@ -26,6 +26,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"wsauth/server"
 )
 
 // TestNginx is issue 8's black-box test: a real nginx, configured with the
@@ -784,5 +786,48 @@ func (a *tokenAdmin) tokens() []string {
 func copyHeader(dst, h http.Header) {
 	for k, vs := range h {
 		dst[k] = slices.Clone(vs)
+	}
+}
+
+// TestForwardedProtoSecureCookie: behind a TLS-terminating proxy the
+// server's connection is plain HTTP, and only a trusted proxy's
+// X-Forwarded-Proto tells it the client spoke TLS. The demo's sign-in
+// cookie shows what the server believed: Secure or not.
+func TestForwardedProtoSecureCookie(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		trusted string
+		proto   string
+		secure  bool
+	}{
+		{"no proxy trusted, no header", "", "", false},
+		{"no proxy trusted, spoofed https", "", "https", false},
+		{"another proxy trusted, spoofed https", "10.0.0.0/8", "https", false},
+		{"trusted proxy, https", "127.0.0.0/8", "https", true},
+		{"trusted proxy, http", "127.0.0.0/8", "http", false},
+		{"trusted proxy, no header", "127.0.0.0/8", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			trusted, err := server.ParseTrustedProxies(tt.trusted)
+			if err != nil {
+				t.Fatal(err)
+			}
+			e := newDemoEnv(t, withServer(func(c *server.Config) { c.TrustedProxies = trusted }))
+			h := http.Header{"Content-Type": {"application/json"}}
+			if tt.proto != "" {
+				h.Set("X-Forwarded-Proto", tt.proto)
+			}
+			status, hdr, body := e.post("/dev/login", h, `{"sub":"alice","ttl":60}`)
+			if status != 200 {
+				t.Fatalf("POST /dev/login: %d %s; want 200", status, body)
+			}
+			if ck := tokenCookie(t, hdr); ck.Secure != tt.secure {
+				t.Errorf("POST /dev/login from 127.0.0.1 with X-Forwarded-Proto %q, trusted %q: Set-Cookie %q; want Secure=%v",
+					tt.proto, tt.trusted, hdr.Get("Set-Cookie"), tt.secure)
+			}
+		})
 	}
 }

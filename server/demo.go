@@ -185,7 +185,7 @@ func (s *Server) handleLogout() http.Handler {
 // page cannot read it; SameSite=Lax, so that other sites' subrequests do
 // not carry it (a WebSocket from a page on another port of the same host
 // is same-site and does carry it: the Origin check is still the defence);
-// Secure when served over TLS.
+// Secure when the client spoke TLS, to us or to a trusted proxy (clientip.go).
 func (s *Server) cookie(r *http.Request, value string, maxAge int) *http.Cookie {
 	return &http.Cookie{
 		Name:     s.cfg.CookieName,
@@ -193,7 +193,7 @@ func (s *Server) cookie(r *http.Request, value string, maxAge int) *http.Cookie 
 		Path:     "/",
 		MaxAge:   maxAge,
 		HttpOnly: true,
-		Secure:   r.TLS != nil,
+		Secure:   s.requestIsTLS(r),
 		SameSite: http.SameSiteLaxMode,
 	}
 }
