@@ -109,6 +109,7 @@ func TestNginx(t *testing.T) {
 	dial := func(t *testing.T, path string, h http.Header) (*wsConn, string, *http.Response, string) {
 		t.Helper()
 		c, resp, body, err := dialer.Dial(base+path, h)
+		path, _, _ = strings.Cut(path, "?") // for messages: the query may hold a credential
 		if err != nil {
 			t.Fatalf("dial %s through nginx: %v", path, err)
 		}
