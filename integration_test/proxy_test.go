@@ -258,7 +258,7 @@ func TestNginx(t *testing.T) {
 				line = a.out.find("path="+path+" ", "sub=ip-check") + b.out.find("path="+path+" ", "sub=ip-check")
 				return line != ""
 			})
-			if !strings.Contains(line, " client=127.0.0.2 ") {
+			if !strings.Contains(line+" ", " client=127.0.0.2 ") {
 				t.Errorf("log line of %s through nginx from 127.0.0.2 claiming 203.0.113.9:\n%s\nwant client=127.0.0.2", path, line)
 			}
 		}

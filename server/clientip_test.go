@@ -213,7 +213,7 @@ func TestClientInRequestLog(t *testing.T) {
 				t.Fatalf("request log has %d request lines; want 2:\n%s", len(lines), logs.String())
 			}
 			for _, line := range lines {
-				if !strings.Contains(line, " client="+tt.want+" ") {
+				if !strings.Contains(line+" ", " client="+tt.want+" ") {
 					t.Errorf("log line %q: want client=%s", line, tt.want)
 				}
 			}

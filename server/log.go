@@ -45,9 +45,9 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		attrs = append(attrs,
 			slog.String("method", r.Method),
 			slog.String("path", r.URL.Path),
-			slog.String("client", s.clientIP(r)),
 			slog.Int("status", status),
-			slog.Duration("duration", s.cfg.Now().Sub(start)))
+			slog.Duration("duration", s.cfg.Now().Sub(start)),
+			slog.String("client", s.clientIP(r)))
 		if rl.subject != "" {
 			attrs = append(attrs, slog.String("sub", rl.subject))
 		}
