@@ -118,6 +118,8 @@ type env struct {
 	dialer wsDialer
 	client *http.Client
 	log    *testLog
+
+	closeTokenService func() // makes the token system unreachable
 }
 
 type envOption func(*envConfig)
@@ -146,6 +148,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.svc = faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret"})
 	svcTS := httptest.NewServer(e.svc.Handler())
 	e.svcURL = svcTS.URL
+	e.closeTokenService = sync.OnceFunc(svcTS.Close)
 
 	in := &tokens.Introspector{URL: svcTS.URL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
 		HTTPClient: svcTS.Client(), Timeout: cfg.timeout}
@@ -166,7 +169,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		defer cancel()
 		e.srv.Shutdown(ctx)
 		e.ts.Close()
-		svcTS.Close()
+		e.closeTokenService()
 		e.log.mu.Lock()
 		e.log.done = true
 		e.log.mu.Unlock()

@@ -189,9 +189,9 @@ Try HTTP:
   curl -i --cookie 'token=%[3]s' %[1]s/api/me
   curl -i %[1]s/api/me                                   # 401, no token
 
-Try a WebSocket handshake (101 and the welcome message; Ctrl-C to stop):
-  curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Authorization: Bearer %[2]s' %[1]s/ws
-  # bob lacks the ws scope: the same command with his token answers 403
+Try a WebSocket handshake (prints 101 and the welcome frame, then stops after 3 s):
+  curl -i -N --max-time 3 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Authorization: Bearer %[2]s' %[1]s/ws
+  # with bob's token (no ws scope) the same command answers 403
 
 From a browser console on %[1]s/healthz:
   const ws = new WebSocket("ws://%[4]s/ws?token=%[2]s");
