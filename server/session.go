@@ -188,7 +188,7 @@ func (c *session) handle(msg []byte) error {
 	c.mu.Lock()
 	sub := c.a.p.Subject
 	c.mu.Unlock()
-	return c.send(echoMsg{Type: "echo", Sub: sub, Data: string(msg)})
+	return c.sendEcho(sub, msg) // echo.go: echoMsg, encoded without allocating
 }
 
 // refresh moves the connection onto a new token of the same subject, so
