@@ -51,6 +51,7 @@ type options struct {
 	maxConns        int
 	shutdownTimeout time.Duration
 	tlsCert, tlsKey string
+	adminAddr       string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -70,6 +71,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve https and wss)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "serve /debug/vars (expvar: memory, open connections) here; empty: off. No auth: keep it on loopback")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -114,6 +116,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxMessageBytes: o.maxMessageBytes,
 		MaxConns:        o.maxConns,
 	})
+	if o.adminAddr != "" {
+		stopAdmin, err := startAdmin(o.adminAddr, srv, logger)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
+	}
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 5 * time.Second,
