@@ -602,3 +602,157 @@ func BenchmarkRecheckIntrospections(b *testing.B) {
 		})
 	}
 }
+
+// The Paired benchmarks run bare and wsauth in the same loop, one operation
+// of each in turn, and report wsauth's throughput as a fraction of bare's:
+// on a shared, noisy machine the load changes between two sub-benchmarks,
+// but not between two operations a few microseconds apart. "ratio" is
+// bare's time over wsauth's: 0.95 means wsauth does 95 % of bare's
+// operations per second (issue 6's target for handshakes and echoes).
+
+// pairedTimer accumulates the time of each server's operations.
+type pairedTimer struct{ bare, wsauth time.Duration }
+
+// run times one operation of each server, alternating which goes first.
+func (pt *pairedTimer) run(i int, bare, wsauth func() error) error {
+	first, second, df, ds := bare, wsauth, &pt.bare, &pt.wsauth
+	if i%2 == 1 {
+		first, second, df, ds = wsauth, bare, &pt.wsauth, &pt.bare
+	}
+	t0 := time.Now()
+	if err := first(); err != nil {
+		return err
+	}
+	t1 := time.Now()
+	if err := second(); err != nil {
+		return err
+	}
+	*df += t1.Sub(t0)
+	*ds += time.Since(t1)
+	return nil
+}
+
+func (pt *pairedTimer) report(b *testing.B, ops int) {
+	b.ReportMetric(0, "ns/op")
+	b.ReportMetric(float64(pt.bare.Nanoseconds())/float64(ops), "bare-ns/op")
+	b.ReportMetric(float64(pt.wsauth.Nanoseconds())/float64(ops), "wsauth-ns/op")
+	b.ReportMetric(pt.bare.Seconds()/pt.wsauth.Seconds(), "ratio")
+}
+
+// BenchmarkPairedHandshake is BenchmarkHandshake, paired.
+func BenchmarkPairedHandshake(b *testing.B) {
+	bare, ws := newBenchBare(b), newBenchWsauth(b, nil)
+	handshake := func(bs *benchServer) func() error {
+		return func() error {
+			c, err := benchDial(bs.url, bs.header)
+			if err != nil {
+				return err
+			}
+			return c.nc.Close()
+		}
+	}
+	hb, hw := handshake(bare), handshake(ws)
+	if err := hw(); err != nil { // warms the cache
+		b.Fatal(err)
+	}
+	var pt pairedTimer
+	b.ResetTimer()
+	for i := range b.N {
+		if err := pt.run(i, hb, hw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pt.report(b, b.N)
+}
+
+// BenchmarkPairedAPIMe is BenchmarkAPIMe, paired.
+func BenchmarkPairedAPIMe(b *testing.B) {
+	bare, ws := newBenchBare(b), newBenchWsauth(b, nil)
+	get := func(bs *benchServer) func() error {
+		client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+		b.Cleanup(client.CloseIdleConnections)
+		req, _ := http.NewRequest("GET", bs.url+"/api/me", nil)
+		req.Header = bs.header
+		return func() error {
+			resp, err := client.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("GET /api/me: status %d", resp.StatusCode)
+			}
+			return nil
+		}
+	}
+	gb, gw := get(bare), get(ws)
+	if err := gw(); err != nil {
+		b.Fatal(err)
+	}
+	var pt pairedTimer
+	b.ResetTimer()
+	for i := range b.N {
+		if err := pt.run(i, gb, gw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	pt.report(b, b.N)
+}
+
+// BenchmarkPairedEcho is BenchmarkEcho, paired: each of the 1 or 100
+// goroutines holds one connection to each server.
+func BenchmarkPairedEcho(b *testing.B) {
+	for _, conns := range []int{1, 100} {
+		b.Run("conns="+strconv.Itoa(conns), func(b *testing.B) {
+			bare, ws := newBenchBare(b), newBenchWsauth(b, nil)
+			type pair struct{ bare, ws *benchConn }
+			pool := make(chan pair, conns)
+			for range conns {
+				var p pair
+				for _, s := range []struct {
+					bs *benchServer
+					c  **benchConn
+				}{{bare, &p.bare}, {ws, &p.ws}} {
+					c, err := benchDial(s.bs.url, s.bs.header)
+					if err != nil {
+						b.Fatal(err)
+					}
+					c.prepare(benchMsg)
+					defer c.nc.Close()
+					*s.c = c
+				}
+				pool <- p
+			}
+			var (
+				mu    sync.Mutex
+				total pairedTimer
+			)
+			b.ResetTimer()
+			b.SetParallelism(max(1, conns/runtime.GOMAXPROCS(0)))
+			if conns == 1 {
+				b.SetParallelism(1)
+			}
+			b.RunParallel(func(pb *testing.PB) {
+				var p pair
+				select {
+				case p = <-pool:
+				default:
+					return // conns=1: the one connection pair is taken
+				}
+				var pt pairedTimer
+				for i := 0; pb.Next(); i++ {
+					if err := pt.run(i, p.bare.roundTrip, p.ws.roundTrip); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+				mu.Lock()
+				total.bare += pt.bare
+				total.wsauth += pt.wsauth
+				mu.Unlock()
+			})
+			total.report(b, b.N)
+		})
+	}
+}
