@@ -72,6 +72,9 @@ var (
 )
 
 func tokensInLogs() error {
+	if remote() {
+		return nil // the target's logs are not ours to read
+	}
 	leakMu.Lock()
 	defer leakMu.Unlock()
 	logs := allLogs.String()
@@ -110,7 +113,7 @@ func (l *testLog) Write(p []byte) (int, error) {
 // real sockets, torn down when the test ends.
 type env struct {
 	t      testing.TB
-	svc    *faketokensvc.Service
+	svc    tokenService // *faketokensvc.Service, or the remote fake in conformance mode (remote_test.go)
 	svcURL string
 	srv    *server.Server
 	ts     *httptest.Server
@@ -130,12 +133,17 @@ type envConfig struct {
 	tls     bool
 	noCache bool
 	timeout time.Duration
+
+	inProcessOnly string // why the test cannot run in conformance mode; "" when it can
+	profile       bool   // withProfile: settings a conformance target has too
 }
 
-func withServer(f func(*server.Config)) envOption { return func(c *envConfig) { f(&c.server) } }
-func withTLS() envOption                          { return func(c *envConfig) { c.tls = true } }
+func withServer(f func(*server.Config)) envOption {
+	return func(c *envConfig) { f(&c.server); c.inProcessOnly = "a server.Config of its own" }
+}
+func withTLS() envOption { return func(c *envConfig) { c.tls = true; c.inProcessOnly = "TLS" } }
 func withIntrospectTimeout(d time.Duration) envOption {
-	return func(c *envConfig) { c.timeout = d }
+	return func(c *envConfig) { c.timeout = d; c.inProcessOnly = "an introspection timeout" }
 }
 
 func newEnv(t testing.TB, opts ...envOption) *env {
@@ -144,9 +152,13 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	if remote() {
+		return newRemoteEnv(t, cfg)
+	}
 	e := &env{t: t, log: &testLog{t: t}}
-	e.svc = faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret"})
-	svcTS := httptest.NewServer(e.svc.Handler())
+	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret"})
+	e.svc = svc
+	svcTS := httptest.NewServer(svc.Handler())
 	e.svcURL = svcTS.URL
 	e.closeTokenService = sync.OnceFunc(svcTS.Close)
 
