@@ -133,17 +133,12 @@ type envConfig struct {
 	tls     bool
 	noCache bool
 	timeout time.Duration
-
-	inProcessOnly string // why the test cannot run in conformance mode; "" when it can
-	profile       bool   // withProfile: settings a conformance target has too
 }
 
-func withServer(f func(*server.Config)) envOption {
-	return func(c *envConfig) { f(&c.server); c.inProcessOnly = "a server.Config of its own" }
-}
-func withTLS() envOption { return func(c *envConfig) { c.tls = true; c.inProcessOnly = "TLS" } }
+func withServer(f func(*server.Config)) envOption { return func(c *envConfig) { f(&c.server) } }
+func withTLS() envOption                          { return func(c *envConfig) { c.tls = true } }
 func withIntrospectTimeout(d time.Duration) envOption {
-	return func(c *envConfig) { c.timeout = d; c.inProcessOnly = "an introspection timeout" }
+	return func(c *envConfig) { c.timeout = d }
 }
 
 func newEnv(t testing.TB, opts ...envOption) *env {

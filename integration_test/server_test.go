@@ -32,7 +32,12 @@ func TestOrigin(t *testing.T) {
 		{"unparsable", []string{"http://[::1"}, 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
+			if tc.want == 101 {
+				// Only the allowed cases run in parallel, after the refused
+				// ones: those count introspections, which a sibling's
+				// handshake would add to.
+				t.Parallel()
+			}
 			tok := e.issue("alice", time.Hour, "api", "ws")
 			var before int64
 			if !remote() { // a shared token service counts every test's calls
