@@ -34,6 +34,10 @@ func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
 	return a.p, ok
 }
 
+// authKey is the context key of an authorized value put in a request's
+// context directly, by code that does not go through require.
+type authKey struct{}
+
 // authorizedFrom returns what require stored in the request's logRecord.
 // The record is already in every request's context (logRequests), so
 // authorizing costs no second context value and no second copy of the
@@ -42,7 +46,8 @@ func authorizedFrom(ctx context.Context) (authorized, bool) {
 	if rl := logRecordFrom(ctx); rl != nil && rl.authOK {
 		return rl.auth, true
 	}
-	return authorized{}, false
+	a, ok := ctx.Value(authKey{}).(authorized)
+	return a, ok
 }
 
 // require lets through requests whose credential, from one of the accepted
