@@ -18,9 +18,10 @@ import (
 // Conformance mode (issue 6): with WSAUTH_TARGET (the server under test)
 // and WSAUTH_TOKENSVC (a running fake token service that the server
 // introspects at) both set, newEnv talks to them over HTTP instead of
-// starting its own servers, so that the black-box tests run against any
-// implementation. Tests that need an in-process server (a custom Config,
-// TLS, the server's logs) skip themselves there.
+// starting its own servers, so that the black-box tests grouped in
+// TestConformance run against any implementation. Every other test, and
+// any that asks for more than the conformance profile (a server.Config of
+// its own, TLS, a timeout), skips itself there.
 //
 // The target must be started with the conformance profile: the settings
 // the in-process env gets from withProfile.
@@ -118,6 +119,11 @@ func (r *remoteTokenService) Introspections() int64 {
 // newRemoteEnv is newEnv in conformance mode.
 func newRemoteEnv(t testing.TB, cfg envConfig) *env {
 	t.Helper()
+	if n := t.Name(); n != "TestConformance" && !strings.HasPrefix(n, "TestConformance/") {
+		// Other tests may reach into the in-process server (e.srv, its
+		// logs, its clock); TestConformance's are black-box only.
+		t.Skip("conformance mode runs TestConformance's tests only")
+	}
 	var none, profile envConfig
 	withProfile()(&profile)
 	if !reflect.DeepEqual(cfg, none) && !reflect.DeepEqual(cfg, profile) {
