@@ -13,7 +13,8 @@ import (
 //
 //  1. (/ws only) the request is a WebSocket handshake this server speaks: upgradeRequest
 //  2. (/ws only) the Origin is allowed: checkOrigin
-//  3. one credential is found: extractCredential
+//  3. one credential is found: extractCredential; a ticket is opened and
+//     spent (ticket.go)
 //  4. the token is valid, asking the token system through the cache
 //  5. the token carries the route's scope
 //  6. the Principal goes into the request's context for the handler
@@ -80,6 +81,11 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 		rl.source = cred.source
 	}
 	token := cred.value
+	if cred.source == fromTicket {
+		if token, err = s.tickets.redeem(cred.value); err != nil {
+			return authorized{}, err
+		}
+	}
 	p, err := s.cfg.Validator.Validate(r.Context(), token)
 	if err != nil {
 		return authorized{}, err

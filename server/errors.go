@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"time"
 
 	"wsauth/tokens"
 )
@@ -82,6 +83,9 @@ func answerFor(err error) answer {
 			desc: "the request carries more cookies than the server reads"}
 	case errors.As(err, &up):
 		return answer{status: up.status, code: "invalid_request", desc: up.desc, header: up.header}
+	case errors.Is(err, errTicketsFull):
+		return answer{status: 503, code: "temporarily_unavailable", retryAfter: int(TicketTTL / time.Second),
+			desc: "the server mints no more tickets now; retry later"}
 	case errors.Is(err, errTooManyConns), errors.Is(err, errShuttingDown):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
 			desc: "the server takes no more WebSocket connections now; retry later"}

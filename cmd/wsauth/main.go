@@ -10,6 +10,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -51,6 +53,8 @@ type options struct {
 	maxConns        int
 	shutdownTimeout time.Duration
 	tlsCert, tlsKey string
+	ticketKey       string
+	wsReject        string
 	adminAddr       string
 }
 
@@ -71,12 +75,17 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve https and wss)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&o.ticketKey, "ticket-key", "", "32-byte key sealing one-time tickets, as 64 hex digits or base64 (default $WSAUTH_TICKET_KEY; empty: random per process)")
+	fs.StringVar(&o.wsReject, "ws-reject", server.RejectHTTP, "how /ws refuses a bad token: http (401/403 before the upgrade) or close (upgrade, then close 3000/3003, readable by browsers)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "", "serve /debug/vars (expvar: memory, open connections) here; empty: off. No auth: keep it on loopback")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if o.wsReject != server.RejectHTTP && o.wsReject != server.RejectClose {
+		return o, fmt.Errorf("-ws-reject is %q; want %s or %s", o.wsReject, server.RejectHTTP, server.RejectClose)
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return o, errors.New("-tls-cert and -tls-key go together")
@@ -105,7 +114,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("-introspect-url needs the client secret in $WSAUTH_CLIENT_SECRET")
 	}
 
-	srv := server.New(server.Config{
+	keyText := o.ticketKey
+	if keyText == "" {
+		keyText = getenv("WSAUTH_TICKET_KEY")
+	}
+	ticketKey, err := parseTicketKey(keyText)
+	if err != nil {
+		return err
+	}
+	cfg := server.Config{
 		Validator:      tokens.NewCache(in, tokens.CacheConfig{TTL: o.cacheTTL}),
 		Logger:         logger,
 		CookieName:     o.cookieName,
@@ -115,7 +132,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 		MaxMessageBytes: o.maxMessageBytes,
 		MaxConns:        o.maxConns,
-	})
+
+		TicketKey: ticketKey,
+		WSReject:  o.wsReject,
+	}
+	if demo != nil {
+		cfg.DemoIssuer = demo // POST /dev/login; a nil *Service would make a non-nil interface
+	}
+	srv := server.New(cfg)
 	if o.adminAddr != "" {
 		stopAdmin, err := startAdmin(o.adminAddr, srv, logger)
 		if err != nil {
@@ -189,7 +213,9 @@ func printDemo(w io.Writer, svc *faketokensvc.Service, base string) {
 	bob, _ := svc.Issue("bob", []string{"api"}, 24*time.Hour)
 	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
 	fmt.Fprintf(w, `
-wsauth demo: an embedded fake token service issued two tokens (valid 24h).
+wsauth demo: open %[1]s/ in a browser to sign in and try every way of connecting.
+
+An embedded fake token service issued two tokens (valid 24h).
   alice (scopes api ws): %[2]s
   bob   (scope  api):    %[3]s
 
@@ -207,6 +233,28 @@ From a browser console on %[1]s/healthz:
   ws.onmessage = (e) => console.log(e.data); ws.onopen = () => ws.send("hello");
 
 `, base, alice, bob, host)
+}
+
+// parseTicketKey reads a ticket key: 64 hex digits, or 32 bytes in base64
+// (standard or URL alphabet, padded or not), as `openssl rand -hex 32` or
+// `openssl rand -base64 32` print. Empty means none.
+func parseTicketKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	if len(s) == 64 {
+		if k, err := hex.DecodeString(s); err == nil {
+			return k, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(s); err == nil && len(k) == 32 {
+			return k, nil
+		}
+	}
+	// The key itself is not repeated: it is a secret.
+	return nil, errors.New("ticket key: want 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)")
 }
 
 func splitList(s string) []string {
