@@ -19,10 +19,13 @@ import (
 	"time"
 )
 
-// capabilities groups the black-box tests by what a port of this design
-// may or may not have implemented, so that a run against a port says which
-// it has (issue 6). Every test here uses only HTTP, WebSocket and the fake
-// token service's admin API: it runs in process, or against WSAUTH_TARGET.
+// capabilities groups the tests by what a port of this design may or may
+// not have implemented, so that a run against a port says which it has
+// (issue 6). The test* functions of this file use only HTTP, WebSocket and
+// the fake token service's admin API, so they run in process or against
+// WSAUTH_TARGET; the Test* functions of other files that need more (a
+// clock, a Config of their own, the server's Go API) skip themselves
+// against a target and count in the in-process verdicts only.
 // absent, when set, tells whether the target lacks the capability
 // altogether (its entry point does not exist): the verdict is then
 // "absent", not "FAIL".
@@ -47,14 +50,21 @@ var capabilities = []struct {
 	{name: "subprotocol", tests: tests(
 		"Subprotocol", testSubprotocol)},
 	{name: "tickets", absent: ticketsAbsent, tests: tests(
-		"TicketOnce", testTicketOnce)},
+		"TicketOnce", testTicketOnce,
+		"TicketMint", TestTicketMint,
+		"TicketRedeem", TestTicketRedeem)},
 	{name: "expiry close", tests: tests(
 		"ExpiryClose", testExpiryClose,
-		"RefreshOutlivesToken", testRefresh)},
+		"RefreshOutlivesToken", testRefresh,
+		"TokenExpiryCloses3000", TestTokenExpiryCloses3000,
+		"Refresh", TestRefresh)},
 	{name: "revocation close", tests: tests(
 		"RevocationClose", testRevocationClose,
-		"ScopeLossClose", testScopeLossClose)},
+		"ScopeLossClose", testScopeLossClose,
+		"Recheck", TestRecheck,
+		"RecheckCostsOneIntrospectionPerToken", TestRecheckCostsOneIntrospectionPerToken)},
 	{name: "shutdown", untested: shutdownUntestable, tests: tests(
+		"Shutdown", TestShutdown,
 		"ShutdownCloses1001", testShutdown)},
 }
 
