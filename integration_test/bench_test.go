@@ -8,6 +8,12 @@ package integration_test
 //	go test -bench . -run '^$' -count 6 ./integration_test | tee bench.txt
 //	benchstat -col /server bench.txt
 //
+// On a shared machine the load moves between two sub-benchmarks; the
+// Paired benchmarks (end of file) alternate the two servers operation by
+// operation and report the ratio itself, the figure to quote:
+//
+//	go test -bench Paired -run '^$' -benchtime 2s -count 6 ./integration_test | benchstat -
+//
 // The client is the same lean RFC 6455 client for both servers, and it does
 // not allocate once connected, so allocs/op of the echo benchmarks are the
 // server's.
