@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"wsauth/tokens"
@@ -54,20 +55,30 @@ func (s *Server) require(scope string, accepted source, next http.Handler) http.
 	})
 }
 
-// authenticate runs steps 3 to 5 above.
+// authenticate runs steps 3 to 5 above, with the throttle of failed
+// authentications (throttle.go) around step 4: a client IP or token that
+// failed too often is refused before the token system is asked.
 func (s *Server) authenticate(r *http.Request, scope string, accepted source) (authorized, error) {
 	cred, err := extractCredential(r, accepted, s.cfg.CookieName)
 	if err != nil {
-		return authorized{}, err
+		return authorized{}, s.failed(r, "", err)
 	}
 	rl := logRecordFrom(r.Context())
 	if rl != nil {
 		rl.source = cred.source
 	}
 	token := cred.value
+	if s.limits != nil {
+		if wait := s.limits.wait(s.limits.keys(s.clientIP(r), token)); wait > 0 {
+			return authorized{}, &throttledError{wait}
+		}
+	}
 	p, err := s.cfg.Validator.Validate(r.Context(), token)
 	if err != nil {
-		return authorized{}, err
+		return authorized{}, s.failed(r, token, err)
+	}
+	if s.limits != nil {
+		s.limits.succeed(s.limits.keys("", token))
 	}
 	if rl != nil {
 		rl.subject = p.Subject
@@ -76,6 +87,30 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 		return authorized{}, &scopeError{scope}
 	}
 	return authorized{p: p, token: token}, nil
+}
+
+// failed counts err against the throttle when it is the client's fault (a
+// 401 or a 400), and returns it, or the throttle's 429 when the client had
+// already no attempt left. The token system's unavailability is nobody's
+// failure.
+func (s *Server) failed(r *http.Request, token string, err error) error {
+	if s.limits == nil || errors.Is(err, tokens.ErrUnavailable) {
+		return err
+	}
+	if a := answerFor(err); a.status != http.StatusUnauthorized && a.status != http.StatusBadRequest &&
+		a.status != http.StatusRequestHeaderFieldsTooLarge {
+		return err
+	}
+	k := s.limits.keys(s.clientIP(r), token)
+	if token == "" {
+		// Nothing was asked of the token system: refuse with 429 once the
+		// IP has no attempt left, as for a bad token.
+		if wait := s.limits.wait(k); wait > 0 {
+			return &throttledError{wait}
+		}
+	}
+	s.limits.fail(k)
+	return err
 }
 
 // checkOrigin refuses WebSocket handshakes from pages of foreign origins

@@ -49,6 +49,9 @@ type options struct {
 	recheck         time.Duration
 	maxMessageBytes int
 	maxConns        int
+	maxConnsPerSub  int
+	authBurst       int
+	authRefill      time.Duration
 	shutdownTimeout time.Duration
 	tlsCert, tlsKey string
 }
@@ -67,6 +70,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.recheck, "recheck", 60*time.Second, "how often open WebSockets' tokens are validated again")
 	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", 64<<10, "largest client message; bigger closes with 1009")
 	fs.IntVar(&o.maxConns, "max-conns", 10_000, "most open WebSockets; past it, 503")
+	fs.IntVar(&o.maxConnsPerSub, "max-conns-per-subject", 100, "most open WebSockets of one subject; past it, 429 (0: no bound)")
+	fs.IntVar(&o.authBurst, "auth-burst", 20, "failed authentications a client IP or token may have in a row before 429 (0: no throttle)")
+	fs.DurationVar(&o.authRefill, "auth-refill", time.Second, "how long a throttled IP or token waits to regain one attempt")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve https and wss)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
@@ -113,6 +119,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 
 		MaxMessageBytes: o.maxMessageBytes,
 		MaxConns:        o.maxConns,
+
+		MaxConnsPerSubject: orNegative(o.maxConnsPerSub),
+		FailureBurst:       orNegative(o.authBurst),
+		FailureRefill:      o.authRefill,
 	})
 	hs := &http.Server{
 		Handler:           srv,
@@ -198,6 +208,15 @@ From a browser console on %[1]s/healthz:
   ws.onmessage = (e) => console.log(e.data); ws.onopen = () => ws.send("hello");
 
 `, base, alice, bob, host)
+}
+
+// orNegative turns a flag's 0, "off", into the Config's negative "off":
+// a zero Config field means its default.
+func orNegative(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 func splitList(s string) []string {
