@@ -35,6 +35,7 @@ func TestExtractCredential(t *testing.T) {
 		{"ticket", "/ws?ticket=t1", nil, wsSources, credential{"t1", fromTicket}, nil},
 		{"cookie", "/ws", hdr{"Cookie": {"token=abc"}}, wsSources, credential{"abc", fromCookie}, nil},
 		{"other cookie name", "/ws", hdr{"Cookie": {"session=abc"}}, wsSources, credential{}, errNoCredential},
+		{"empty query token", "/ws?token=", nil, wsSources, credential{}, errEmptyParam},
 		{"empty cookie", "/ws", hdr{"Cookie": {"token="}}, wsSources, credential{}, errNoCredential},
 		{"bearer beats a stale cookie", "/ws", hdr{"Authorization": {"Bearer new"}, "Cookie": {"token=old"}}, wsSources, credential{"new", fromBearer}, nil},
 		{"same token twice is one credential", "/ws?token=abc", hdr{"Authorization": {"Bearer abc"}}, wsSources, credential{"abc", fromBearer}, nil},
