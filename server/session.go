@@ -215,10 +215,12 @@ func (c *session) refresh(token string) error {
 }
 
 // recheck applies a fresh answer about token to the connection, unless the
-// connection has moved to another token meanwhile.
+// connection has moved to another token or ended meanwhile.
 func (c *session) recheck(token string, p tokens.Principal, err error) {
 	c.mu.Lock()
-	if c.a.token != token {
+	if c.a.token != token || c.finished {
+		// A finished session must not arm a new expiry timer: it would
+		// keep the session and its buffers alive until the token expires.
 		c.mu.Unlock()
 		return
 	}
