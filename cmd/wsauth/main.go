@@ -124,14 +124,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		FailureBurst:       orNegative(o.authBurst),
 		FailureRefill:      o.authRefill,
 	})
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second, // a handshake is one small request
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	hs := httpServer(srv, logger)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -168,6 +161,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	n, werr := srv.Shutdown(sctx)
 	logger.Info("closed WebSocket connections", "count", n)
 	return errors.Join(err, werr)
+}
+
+// httpServer is the http.Server in front of h, with every limit set
+// (STYLE.md rule 10): a client that dribbles its headers is dropped after
+// ReadHeaderTimeout, headers past MaxHeaderBytes get 431, an idle
+// keep-alive connection is closed after IdleTimeout.
+func httpServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second, // a handshake is one small request
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // startDemoTokenService runs the fake token service in-process, on a random
