@@ -75,8 +75,9 @@ func tokensInLogs() error {
 	leakMu.Lock()
 	defer leakMu.Unlock()
 	logs := allLogs.String()
-	if len(issued) == 0 || logs == "" {
-		return fmt.Errorf("token-leak check saw %d tokens and %d bytes of logs; want some of each", len(issued), len(logs))
+	if len(issued) > 0 && logs == "" {
+		// Tokens were used but nothing was logged: the check would be empty.
+		return fmt.Errorf("token-leak check saw %d tokens and no logs", len(issued))
 	}
 	for _, tok := range issued {
 		if strings.Contains(logs, tok) {
@@ -89,9 +90,10 @@ func tokensInLogs() error {
 // testLog writes server logs to t.Logf and to allLogs, and drops lines that
 // arrive after the test ended.
 type testLog struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
+	mu    sync.Mutex
+	t     testing.TB
+	done  bool
+	lines []string
 }
 
 func (l *testLog) Write(p []byte) (int, error) {
@@ -100,10 +102,28 @@ func (l *testLog) Write(p []byte) (int, error) {
 	leakMu.Unlock()
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.lines = append(l.lines, string(p))
 	if !l.done {
 		l.t.Logf("server: %s", strings.TrimRight(string(p), "\n"))
 	}
 	return len(p), nil
+}
+
+// logged reports whether one line of this server's log holds every one of
+// parts.
+func (l *testLog) logged(parts ...string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, line := range l.lines {
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(line, p)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 // env is a fake token service and a wsauth server in front of it, both on
@@ -118,6 +138,8 @@ type env struct {
 	dialer wsDialer
 	client *http.Client
 	log    *testLog
+
+	closeTokenService func() // makes the token system unreachable
 }
 
 type envOption func(*envConfig)
@@ -128,10 +150,17 @@ type envConfig struct {
 	tls     bool
 	noCache bool
 	timeout time.Duration
+	wrap    func(http.Handler) http.Handler
 }
 
 func withServer(f func(*server.Config)) envOption { return func(c *envConfig) { f(&c.server) } }
 func withTLS() envOption                          { return func(c *envConfig) { c.tls = true } }
+
+// withHandler serves wrap(server) instead of the server: test pages and
+// endpoints beside the server's routes, on its origin.
+func withHandler(wrap func(http.Handler) http.Handler) envOption {
+	return func(c *envConfig) { c.wrap = wrap }
+}
 func withIntrospectTimeout(d time.Duration) envOption {
 	return func(c *envConfig) { c.timeout = d }
 }
@@ -146,6 +175,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.svc = faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret"})
 	svcTS := httptest.NewServer(e.svc.Handler())
 	e.svcURL = svcTS.URL
+	e.closeTokenService = sync.OnceFunc(svcTS.Close)
 
 	in := &tokens.Introspector{URL: svcTS.URL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
 		HTTPClient: svcTS.Client(), Timeout: cfg.timeout}
@@ -157,11 +187,15 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
 	cfg.server.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = server.New(cfg.server)
+	var h http.Handler = e.srv
+	if cfg.wrap != nil {
+		h = cfg.wrap(e.srv)
+	}
 	if cfg.tls {
-		e.ts = httptest.NewTLSServer(e.srv)
+		e.ts = httptest.NewTLSServer(h)
 		e.dialer.TLS = &tls.Config{RootCAs: e.ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 	} else {
-		e.ts = httptest.NewServer(e.srv)
+		e.ts = httptest.NewServer(h)
 	}
 	e.URL = e.ts.URL
 	e.client = e.ts.Client()
@@ -171,7 +205,7 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		defer cancel()
 		e.srv.Shutdown(ctx)
 		e.ts.Close()
-		svcTS.Close()
+		e.closeTokenService()
 		e.log.mu.Lock()
 		e.log.done = true
 		e.log.mu.Unlock()

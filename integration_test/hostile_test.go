@@ -175,7 +175,7 @@ func TestBadInput(t *testing.T) {
 			405, "", [2]string{"Allow", "GET, HEAD"}, false},
 		{"DELETE /ws", "DELETE /ws HTTP/1.1\r\nHost: " + host + "\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
 			405, "", [2]string{"Allow", "GET, HEAD"}, false},
-		{"CONNECT", "CONNECT " + host + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 404, "", [2]string{}, false},
+		{"CONNECT", "CONNECT " + host + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 405, "", [2]string{}, false},
 		{"request line of garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "", [2]string{}, false},
 		{"no Host", "GET /api/me HTTP/1.1\r\nAuthorization: Bearer " + valid + "\r\n\r\n", 400, "", [2]string{}, false},
 	} {

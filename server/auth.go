@@ -14,7 +14,8 @@ import (
 //
 //  1. (/ws only) the request is a WebSocket handshake this server speaks: upgradeRequest
 //  2. (/ws only) the Origin is allowed: checkOrigin
-//  3. one credential is found: extractCredential
+//  3. one credential is found: extractCredential; a ticket is opened and
+//     spent (ticket.go)
 //  4. the token is valid, asking the token system through the cache
 //  5. the token carries the route's scope
 //  6. the Principal goes into the request's context for the handler
@@ -69,15 +70,22 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 	}
 	token := cred.value
 	if s.limits != nil {
-		if wait := s.limits.wait(s.limits.keys(s.clientIP(r), token)); wait > 0 {
+		// Keyed by what the client presented: for a ticket, the ticket.
+		if wait := s.limits.wait(s.limits.keys(s.clientIP(r), cred.value)); wait > 0 {
 			return authorized{}, &throttledError{wait}
+		}
+	}
+	if cred.source == fromTicket {
+		if token, err = s.tickets.redeem(cred.value); err != nil {
+			return authorized{}, s.failed(r, cred.value, err)
 		}
 	}
 	p, err := s.cfg.Validator.Validate(r.Context(), token)
 	if err != nil {
-		return authorized{}, s.failed(r, token, err)
+		return authorized{}, s.failed(r, cred.value, err)
 	}
-	if s.limits != nil {
+	if s.limits != nil && cred.source != fromTicket {
+		// A ticket is used once: remembering it as good is no use.
 		s.limits.succeed(s.limits.keys("", token))
 	}
 	if rl != nil {

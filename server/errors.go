@@ -100,6 +100,9 @@ func answerFor(err error) answer {
 	case errors.Is(err, errSubjectConns):
 		return answer{status: 429, code: "too_many_connections", retryAfter: 5,
 			desc: "this subject has as many open WebSocket connections as it may; close one first"}
+	case errors.Is(err, errTicketsFull):
+		return answer{status: 503, code: "temporarily_unavailable", retryAfter: int(TicketTTL / time.Second),
+			desc: "the server mints no more tickets now; retry later"}
 	case errors.Is(err, errTooManyConns), errors.Is(err, errShuttingDown):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
 			desc: "the server takes no more WebSocket connections now; retry later"}

@@ -6,6 +6,9 @@ import "net/http"
 const (
 	apiSources = fromBearer | fromQuery | fromCookie
 	wsSources  = fromBearer | fromSubprotocol | fromQuery | fromTicket | fromCookie
+	// Tickets exist to keep tokens out of URLs: one is minted for a bearer
+	// header or the cookie, never for a token that is already in a URL.
+	ticketSources = fromBearer | fromCookie
 )
 
 // routes is the whole API.
@@ -13,7 +16,14 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /api/me", s.require("api", s.sources(apiSources), handleMe()))
-	mux.Handle("GET /ws", s.upgradeRequest(s.checkOrigin(s.require("ws", s.sources(wsSources), s.websocket()))))
+	mux.Handle("GET /ws", s.upgradeRequest(s.checkOrigin(s.requireWS(s.sources(wsSources), s.websocket()))))
+	mux.Handle("POST /api/ws-ticket", s.scripted(s.require("ws", s.sources(ticketSources), s.handleTicket())))
+	mux.Handle("GET /{$}", s.handleDemoPage())
+	mux.Handle("GET /static/", s.handleStatic())
+	if s.cfg.DemoIssuer != nil {
+		mux.Handle("POST /dev/login", s.scripted(s.handleLogin()))
+		mux.Handle("POST /dev/logout", s.scripted(s.handleLogout()))
+	}
 	return mux
 }
 
@@ -22,7 +32,7 @@ func (s *Server) sources(accepted source) source {
 	if s.cfg.NoQueryToken {
 		accepted &^= fromQuery
 	}
-	return accepted &^ fromTicket // until tickets exist
+	return accepted
 }
 
 func handleHealthz() http.Handler {

@@ -12,6 +12,7 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -95,7 +96,33 @@ type Config struct {
 	// MaxConnsPerSubject bounds one subject's open WebSockets; past it, the
 	// handshake is answered 429. Default 100; negative means no bound.
 	MaxConnsPerSubject int
+
+	// TicketKey is the 32-byte AES-256-GCM key that seals one-time tickets
+	// (ticket.go). Instances that share it accept each other's tickets.
+	// Nil means a random key for this process, logged as such.
+	TicketKey []byte
+	// MaxTickets bounds the ids of unexpired tickets one instance remembers
+	// to refuse a second use; past it, minting answers 503. Default 100,000.
+	MaxTickets int
+	// WSReject is how /ws refuses a missing or invalid token or a lacking
+	// scope: "http" (default), a 401 or 403 before the upgrade; or "close",
+	// an upgrade closed at once with 3000 or 3003, because a browser cannot
+	// read the status of a refused handshake (reject.go).
+	WSReject string
+	// DemoIssuer, when set, turns on demo mode: POST /dev/login issues a
+	// token from it and sets the cookie. Set it only to an embedded fake
+	// token service: anyone who can reach the server can sign in as anyone.
+	DemoIssuer issuer
+	// DemoTTL is the lifetime of a token from /dev/login when the request
+	// names none. Default 1h.
+	DemoTTL time.Duration
 }
+
+// WSReject values.
+const (
+	RejectHTTP  = "http"
+	RejectClose = "close"
+)
 
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
@@ -140,6 +167,15 @@ func (c Config) withDefaults() Config {
 	if c.MaxConnsPerSubject == 0 {
 		c.MaxConnsPerSubject = 100
 	}
+	if c.MaxTickets <= 0 {
+		c.MaxTickets = 100_000
+	}
+	if c.WSReject == "" {
+		c.WSReject = RejectHTTP
+	}
+	if c.DemoTTL <= 0 {
+		c.DemoTTL = time.Hour
+	}
 	return c
 }
 
@@ -150,22 +186,38 @@ type Server struct {
 	cfg     Config
 	origins originPolicy
 	conns   *registry
+	tickets *ticketBox
 	handler http.Handler
 	limits  *throttle // nil when FailureBurst < 0
 
 	stopOnce sync.Once
 }
 
-// New returns a Server. It panics if cfg.Validator is nil: a server that
-// cannot check tokens must not start.
+// New returns a Server. It panics if cfg.Validator is nil, if
+// cfg.TicketKey is set but not 32 bytes, or if cfg.WSReject is unknown: a
+// server that cannot check tokens as configured must not start.
 func New(cfg Config) *Server {
 	if cfg.Validator == nil {
 		panic("server: Config.Validator is nil")
 	}
 	cfg = cfg.withDefaults()
+	if cfg.WSReject != RejectHTTP && cfg.WSReject != RejectClose {
+		panic("server: Config.WSReject is neither " + RejectHTTP + " nor " + RejectClose)
+	}
+	key := cfg.TicketKey
+	if key == nil {
+		key = make([]byte, 32)
+		rand.Read(key) // crypto/rand.Read never returns an error (Go 1.24+).
+		cfg.Logger.Info("no ticket key configured: a random one for this process; other instances will not accept its tickets")
+	}
+	tickets, err := newTicketBox(key, cfg.Now, cfg.MaxTickets)
+	if err != nil {
+		panic("server: Config.TicketKey: " + err.Error())
+	}
 	s := &Server{
 		cfg:     cfg,
 		origins: newOriginPolicy(cfg.AllowedOrigins),
+		tickets: tickets,
 	}
 	s.conns = newRegistry(s)
 	s.limits = newThrottle(cfg.FailureBurst, cfg.FailureRefill, cfg.ThrottleMaxKeys, cfg.Now)

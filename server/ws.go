@@ -63,6 +63,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 func (s *Server) websocket() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, ok := authorizedFrom(r.Context())
+		if rej, rejected := rejectionFrom(r.Context()); !ok && rejected {
+			s.rejectByClose(w, r, rej) // close mode: reject.go
+			return
+		}
 		if !ok {
 			s.writeError(w, r, errors.New("websocket handler reached without a principal"))
 			return

@@ -10,6 +10,8 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -54,6 +56,8 @@ type options struct {
 	authRefill      time.Duration
 	shutdownTimeout time.Duration
 	tlsCert, tlsKey string
+	ticketKey       string
+	wsReject        string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -76,11 +80,16 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve https and wss)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&o.ticketKey, "ticket-key", "", "32-byte key sealing one-time tickets, as 64 hex digits or base64 (default $WSAUTH_TICKET_KEY; empty: random per process)")
+	fs.StringVar(&o.wsReject, "ws-reject", server.RejectHTTP, "how /ws refuses a bad token: http (401/403 before the upgrade) or close (upgrade, then close 3000/3003, readable by browsers)")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if o.wsReject != server.RejectHTTP && o.wsReject != server.RejectClose {
+		return o, fmt.Errorf("-ws-reject is %q; want %s or %s", o.wsReject, server.RejectHTTP, server.RejectClose)
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return o, errors.New("-tls-cert and -tls-key go together")
@@ -109,7 +118,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return errors.New("-introspect-url needs the client secret in $WSAUTH_CLIENT_SECRET")
 	}
 
-	srv := server.New(server.Config{
+	keyText := o.ticketKey
+	if keyText == "" {
+		keyText = getenv("WSAUTH_TICKET_KEY")
+	}
+	ticketKey, err := parseTicketKey(keyText)
+	if err != nil {
+		return err
+	}
+	cfg := server.Config{
 		Validator:      tokens.NewCache(in, tokens.CacheConfig{TTL: o.cacheTTL}),
 		Logger:         logger,
 		CookieName:     o.cookieName,
@@ -123,7 +140,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxConnsPerSubject: orNegative(o.maxConnsPerSub),
 		FailureBurst:       orNegative(o.authBurst),
 		FailureRefill:      o.authRefill,
-	})
+
+		TicketKey: ticketKey,
+		WSReject:  o.wsReject,
+	}
+	if demo != nil {
+		cfg.DemoIssuer = demo // POST /dev/login; a nil *Service would make a non-nil interface
+	}
+	srv := server.New(cfg)
 	hs := httpServer(srv, logger)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
@@ -198,7 +222,9 @@ func printDemo(w io.Writer, svc *faketokensvc.Service, base string) {
 	bob, _ := svc.Issue("bob", []string{"api"}, 24*time.Hour)
 	host := strings.TrimPrefix(strings.TrimPrefix(base, "http://"), "https://")
 	fmt.Fprintf(w, `
-wsauth demo: an embedded fake token service issued two tokens (valid 24h).
+wsauth demo: open %[1]s/ in a browser to sign in and try every way of connecting.
+
+An embedded fake token service issued two tokens (valid 24h).
   alice (scopes api ws): %[2]s
   bob   (scope  api):    %[3]s
 
@@ -207,9 +233,9 @@ Try HTTP:
   curl -i --cookie 'token=%[3]s' %[1]s/api/me
   curl -i %[1]s/api/me                                   # 401, no token
 
-Try a WebSocket handshake (101 and the welcome message; Ctrl-C to stop):
-  curl -i -N -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Authorization: Bearer %[2]s' %[1]s/ws
-  # bob lacks the ws scope: the same command with his token answers 403
+Try a WebSocket handshake (prints 101 and the welcome frame, then stops after 3 s):
+  curl -i -N --max-time 3 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Authorization: Bearer %[2]s' %[1]s/ws
+  # with bob's token (no ws scope) the same command answers 403
 
 From a browser console on %[1]s/healthz:
   const ws = new WebSocket("ws://%[4]s/ws?token=%[2]s");
@@ -225,6 +251,28 @@ func orNegative(n int) int {
 		return -1
 	}
 	return n
+}
+
+// parseTicketKey reads a ticket key: 64 hex digits, or 32 bytes in base64
+// (standard or URL alphabet, padded or not), as `openssl rand -hex 32` or
+// `openssl rand -base64 32` print. Empty means none.
+func parseTicketKey(s string) ([]byte, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return nil, nil
+	}
+	if len(s) == 64 {
+		if k, err := hex.DecodeString(s); err == nil {
+			return k, nil
+		}
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(s); err == nil && len(k) == 32 {
+			return k, nil
+		}
+	}
+	// The key itself is not repeated: it is a secret.
+	return nil, errors.New("ticket key: want 32 bytes as 64 hex digits or base64 (openssl rand -hex 32)")
 }
 
 func splitList(s string) []string {
