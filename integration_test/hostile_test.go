@@ -253,14 +253,18 @@ func TestBadFrames(t *testing.T) {
 	waitFor(t, 5*time.Second, "every WebSocket to be released", func() bool { return e.srv.OpenConns() == 0 })
 }
 
-// countingHandler counts the requests that reach the server's handler.
+// countingHandler counts the requests that reach the server's handler, and
+// among them those of the attackers, which carry an X-Slow header.
 type countingHandler struct {
-	next http.Handler
-	n    atomic.Int64
+	next    http.Handler
+	n, slow atomic.Int64
 }
 
 func (h *countingHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.n.Add(1)
+	if r.Header.Get("X-Slow") != "" || r.URL.Path == "/ws" && r.Header.Get("Authorization") == "" {
+		h.slow.Add(1)
+	}
 	h.next.ServeHTTP(w, r)
 }
 
@@ -336,6 +340,9 @@ func TestSlowlorisAndHalfOpen(t *testing.T) {
 		}
 	}
 	// Only the well-behaved client's requests reached the handler.
+	if n := counter.slow.Load(); n != 0 {
+		t.Errorf("%d of the attackers' requests reached the handler; want 0", n)
+	}
 	if n := counter.n.Load(); n == 0 {
 		t.Errorf("no request reached the handler; want the well-behaved client's")
 	}
