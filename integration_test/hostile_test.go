@@ -205,10 +205,12 @@ func TestBadInput(t *testing.T) {
 	stop()
 }
 
-// TestBadFrames: after a good handshake, a client that sends invalid UTF-8,
-// binary data, an unmasked or oversized frame gets the close code RFC 6455
-// names, and the server keeps serving others.
-func TestBadFrames(t *testing.T) {
+// TestBadFramesOthersServed: after a good handshake, a client that sends
+// invalid UTF-8, binary data, an oversized, unmasked or reserved frame, or a
+// close code no peer may send, gets the close code RFC 6455 names, while a
+// well-behaved client is served normally (TestBadFrames, in
+// lifecycle_test.go, covers the closing handshake of each case).
+func TestBadFramesOthersServed(t *testing.T) {
 	e := newEnv(t, withServer(func(c *server.Config) { c.MaxMessageBytes = 1024 }))
 	tok := e.issue("alice", time.Hour, "ws")
 	stop := wellBehaved(t, e)

@@ -45,7 +45,7 @@ const (
 	CloseUnsupportedData = 1003 // binary message: this server speaks text
 	CloseNoStatus        = 1005 // never sent: an empty close frame
 	CloseInvalidPayload  = 1007 // text that is not UTF-8
-	ClosePolicyViolation = 1008 // the peer stopped answering
+	ClosePolicyViolation = 1008 // not sent: a silent peer is dropped without a close it could not read
 	CloseMessageTooBig   = 1009
 	CloseUnauthorized    = 3000 // the token is no longer valid: get a new one, then reconnect
 	CloseForbidden       = 3003 // the token is valid but lacks the scope

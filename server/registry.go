@@ -12,22 +12,39 @@ import (
 // registry tracks open WebSocket connections, so that their tokens can be
 // rechecked and the server can close them on shutdown: http.Server.Shutdown
 // does not touch hijacked connections.
+//
+// # Rechecks
+//
+// Every Recheck interval the registry validates again the token behind
+// every open connection, once per distinct token however many connections
+// share it. It calls the validator's Refresh when it has one
+// (tokens.Cache does), which bypasses the cache: a revocation is seen at
+// the next recheck whatever the cache TTL, and N connections over T tokens
+// cost T introspections per interval, not N. The answer:
+//   - invalid (revoked, expired, unknown): close with 3000 "token revoked";
+//   - valid without the ws scope: close with 3003 "insufficient scope";
+//   - valid: the connection takes the new principal and its expiry;
+//   - the token system cannot answer (ErrUnavailable): the connection
+//     keeps the answer it had, until its token's own expiry, and one
+//     warning per sweep is logged. An outage of the token system must not
+//     disconnect every client at once, each of which would then reconnect
+//     into the same outage and be refused with 503: new connections still
+//     fail closed.
+//
+// The sweep goroutine runs only while connections are open.
 type registry struct {
 	s *Server
 
-	mu       sync.Mutex
-	sessions map[*session]struct{}
-	subjects map[string]int // open sessions per subject, for MaxConnsPerSubject
-	closing  bool
-	wg       sync.WaitGroup // one per reserved session
-
-	startSweep sync.Once
-	stopSweep  chan struct{}
+	mu        sync.Mutex
+	sessions  map[*session]struct{}
+	subjects  map[string]int // open sessions per subject, for MaxConnsPerSubject
+	closing   bool
+	wg        sync.WaitGroup // one per reserved session
+	sweepStop chan struct{}  // closed to stop the running sweep; nil when none runs
 }
 
 func newRegistry(s *Server) *registry {
-	return &registry{s: s, sessions: make(map[*session]struct{}), subjects: make(map[string]int),
-		stopSweep: make(chan struct{})}
+	return &registry{s: s, sessions: make(map[*session]struct{}), subjects: make(map[string]int)}
 }
 
 // reserve registers a connection about to be upgraded, or says why it may
@@ -48,7 +65,10 @@ func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
 	sess := &session{s: g.s, rl: rl, a: a}
 	g.sessions[sess] = struct{}{}
 	g.wg.Add(1)
-	g.startSweep.Do(func() { go g.sweep() })
+	if g.sweepStop == nil {
+		g.sweepStop = make(chan struct{})
+		go g.sweep(g.sweepStop)
+	}
 	return sess, nil
 }
 
@@ -59,6 +79,10 @@ func (g *registry) release(sess *session) {
 	delete(g.sessions, sess)
 	if g.subjects[sub]--; g.subjects[sub] <= 0 {
 		delete(g.subjects, sub)
+	}
+	if len(g.sessions) == 0 && g.sweepStop != nil {
+		close(g.sweepStop)
+		g.sweepStop = nil
 	}
 	g.mu.Unlock()
 	g.wg.Done()
@@ -81,44 +105,43 @@ func (g *registry) snapshot() []*session {
 }
 
 // shutdown refuses new connections, closes the open ones with 1001 and
-// waits for their handlers, or for ctx.
+// waits for their handlers; when ctx ends first, it drops the connections
+// still open and waits for their handlers, which then return at once.
 func (g *registry) shutdown(ctx context.Context) (int, error) {
 	g.mu.Lock()
-	first := !g.closing
 	g.closing = true
 	g.mu.Unlock()
-	if first {
-		close(g.stopSweep)
-	}
 	open := g.snapshot()
+	var closers sync.WaitGroup
 	for _, sess := range open {
 		// In parallel: a client that stopped reading holds its close for
 		// up to WriteTimeout, and must not hold the others.
-		go sess.close(CloseGoingAway, "server shutting down")
+		closers.Go(func() { sess.close(CloseGoingAway, "server shutting down") })
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()
+	var err error
 	select {
 	case <-done:
-		return len(open), nil
 	case <-ctx.Done():
+		err = ctx.Err()
 		for _, sess := range g.snapshot() {
 			sess.drop()
 		}
 		<-done
-		return len(open), ctx.Err()
 	}
+	closers.Wait()
+	return len(open), err
 }
 
 // sweep rechecks, every Recheck interval, the token of every open
-// connection: one call to the token system per distinct token, however many
-// connections share it.
-func (g *registry) sweep() {
+// connection, until stop is closed.
+func (g *registry) sweep(stop <-chan struct{}) {
 	t := time.NewTicker(g.s.cfg.Recheck)
 	defer t.Stop()
 	for {
 		select {
-		case <-g.stopSweep:
+		case <-stop:
 			return
 		case <-t.C:
 			g.recheckAll()
@@ -129,6 +152,7 @@ func (g *registry) sweep() {
 // recheckConcurrency bounds the calls a sweep has in flight.
 const recheckConcurrency = 8
 
+// recheckAll is one sweep: one call to the token system per distinct token.
 func (g *registry) recheckAll() {
 	byToken := make(map[string][]*session)
 	for _, sess := range g.snapshot() {
@@ -141,6 +165,11 @@ func (g *registry) recheckAll() {
 	if r, ok := g.s.cfg.Validator.(refresher); ok {
 		validate = r.Refresh
 	}
+	var (
+		mu                   sync.Mutex
+		failedTokens, failed int   // unavailable answers, and the connections behind them
+		cause                error // the first
+	)
 	sem := make(chan struct{}, recheckConcurrency)
 	var wg sync.WaitGroup
 	for tok, sessions := range byToken {
@@ -151,8 +180,13 @@ func (g *registry) recheckAll() {
 			defer cancel()
 			p, err := validate(ctx, tok)
 			if err != nil && !isInvalid(err) {
-				g.s.cfg.Logger.Warn("recheck: token system unavailable; connections keep their last answer until their token expires",
-					"connections", len(sessions), "sub", sessions[0].subject(), "cause", err.Error())
+				mu.Lock()
+				failedTokens++
+				failed += len(sessions)
+				if cause == nil {
+					cause = err
+				}
+				mu.Unlock()
 			}
 			for _, sess := range sessions {
 				sess.recheck(tok, p, err)
@@ -160,6 +194,10 @@ func (g *registry) recheckAll() {
 		})
 	}
 	wg.Wait()
+	if failedTokens > 0 {
+		g.s.cfg.Logger.Warn("recheck: token system unavailable; connections keep their last answer until their token expires",
+			"connections", failed, "tokens", failedTokens, "cause", cause.Error())
+	}
 }
 
 func isInvalid(err error) bool { return errors.Is(err, tokens.ErrInvalid) }

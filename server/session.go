@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"sync"
 	"time"
@@ -18,21 +19,57 @@ import (
 // session is one open WebSocket and the token that keeps it open. It holds
 // no goroutine of its own besides the one serving it: expiry and pings are
 // timers.
+//
+// # Staying authorized
+//
+// The connection lives on one token at a time, its "a". It closes with 3000
+// "token expired" when that token's expiry passes (a timer, re-armed when
+// the token changes), and the registry's rechecks close it with 3000
+// "token revoked" or 3003 "insufficient scope" (registry.go). A client
+// moves it to a new token of the same subject with
+// {"type":"refresh","token":…}; see refresh.
+//
+// # Dead peers and slow readers
+//
+// A peer can vanish without a FIN (cable pulled, NAT state dropped) or stop
+// reading. Three things bound what it costs:
+//   - every read has a deadline of PingInterval+WriteTimeout, reset by any
+//     frame the client sends, pongs included, and the server pings every
+//     PingInterval: a live client always answers within that, a dead one
+//     is dropped within PingInterval+WriteTimeout of its last frame;
+//   - every write has a deadline of WriteTimeout: a client that stops
+//     reading fills the socket buffers, the write fails, and the
+//     connection is dropped (a failed write may have sent half a frame, so
+//     nothing, not even a close frame, can follow it);
+//   - the listener's TCP keep-alive (net.Listen enables it, 15 s probes)
+//     lets the kernel notice a dead peer of a connection nobody writes to.
+//
+// # Closing
+//
+// The server sends at most one close frame (close), then waits up to
+// CloseTimeout for the client's, so that dropping the TCP connection does
+// not destroy the close frame with a reset (RFC 6455 §7.1.1, §5.5.1).
 type session struct {
 	s  *Server
 	rl *logRecord
 
 	ws *websocket.Conn
-	nc net.Conn
+	nc net.Conn // set once by serve; read by drop under ncMu, else under mu
 
 	mu        sync.Mutex // guards the fields below, and orders writes
 	a         authorized // the principal and token now in force
 	expiry    *time.Timer
+	expiryGen uint64 // counts armExpiry calls, so that a stale timer does nothing
 	ping      *time.Timer
-	closeSent bool
+	closeSent bool // no frame may be written any more
 	closeCode int
 	pending   *closeError // a close asked for before the upgrade finished
 	finished  bool        // serve has returned: no timer may write
+
+	// ncMu lets drop close the connection while mu is held by a write that
+	// waits for a client that does not read.
+	ncMu    sync.Mutex
+	dropped bool
 }
 
 // Messages between client and server. Each has a "type".
@@ -74,26 +111,41 @@ func unixOrZero(t time.Time) int64 {
 // or the server closes it (expiry, revocation, shutdown).
 func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 	c.mu.Lock()
+	c.ncMu.Lock()
 	c.ws, c.nc = ws, nc
+	dropped := c.dropped
+	c.ncMu.Unlock()
 	p, pending := c.a.p, c.pending
 	c.armExpiry()
 	c.ping = time.AfterFunc(c.s.cfg.PingInterval, c.sendPing)
 	c.mu.Unlock()
 	defer c.stopTimers()
+	if dropped {
+		return
+	}
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil {
+	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && err != errCloseSent {
 		return
 	}
 	err := c.readLoop(br)
 	var ce *closeError
 	if errors.As(err, &ce) {
 		c.close(ce.code, ce.reason)
-		if ce.skip > 0 {
-			br.Discard(int(ce.skip))
+		switch {
+		case ce.code == CloseProtocolError:
+			// The stream is out of step: its next bytes may be the rest
+			// of a frame, not a header.
+			c.discard(br)
+		case ce.skip > 0:
+			if _, err := br.Discard(int(ce.skip)); err != nil {
+				break
+			}
+			fallthrough
+		default:
+			c.drain(br)
 		}
-		c.drain(br)
 	}
 	c.mu.Lock()
 	if c.rl != nil {
@@ -192,7 +244,16 @@ func (c *session) handle(msg []byte) error {
 }
 
 // refresh moves the connection onto a new token of the same subject, so
-// that it outlives the old token without reconnecting.
+// that it outlives the old token without reconnecting (issue 4; Centrifugo
+// has the same flow). The client sends {"type":"refresh","token":…}:
+//   - same subject, ws scope: the connection lives on the new token, its
+//     expiry and its rechecks; the answer is {"type":"refreshed","exp":…};
+//   - another subject: close 3003, as a token for someone else is no
+//     mistake a client makes by accident;
+//   - invalid, lacking ws, or the token system cannot answer: the answer
+//     is {"type":"error","error":…} with invalid_token, insufficient_scope
+//     or temporarily_unavailable (the codes of the HTTP answers), and the
+//     connection keeps its old token and expiry.
 func (c *session) refresh(token string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 	defer cancel()
@@ -218,27 +279,23 @@ func (c *session) refresh(token string) error {
 // connection has moved to another token or ended meanwhile.
 func (c *session) recheck(token string, p tokens.Principal, err error) {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.a.token != token || c.finished {
 		// A finished session must not arm a new expiry timer: it would
 		// keep the session and its buffers alive until the token expires.
-		c.mu.Unlock()
 		return
 	}
 	switch {
 	case errors.Is(err, tokens.ErrInvalid):
-		c.mu.Unlock()
-		c.close(CloseUnauthorized, "token revoked")
+		c.closeLocked(CloseUnauthorized, "token revoked")
 	case err != nil:
 		// The token system cannot answer: the connection keeps the answer
-		// it had until its token expires (README: "Rechecks").
-		c.mu.Unlock()
+		// it had until its token expires (registry's "Rechecks").
 	case !p.HasScope("ws"):
-		c.mu.Unlock()
-		c.close(CloseForbidden, "insufficient scope")
+		c.closeLocked(CloseForbidden, "insufficient scope")
 	default:
 		c.a.p = p
 		c.armExpiry()
-		c.mu.Unlock()
 	}
 }
 
@@ -249,8 +306,22 @@ func (c *session) armExpiry() {
 		c.expiry.Stop()
 		c.expiry = nil
 	}
+	c.expiryGen++
 	if exp := c.a.p.Expiry; !exp.IsZero() {
-		c.expiry = time.AfterFunc(exp.Sub(c.s.cfg.Now()), func() { c.close(CloseUnauthorized, "token expired") })
+		gen := c.expiryGen
+		c.expiry = time.AfterFunc(exp.Sub(c.s.cfg.Now()), func() { c.expire(gen) })
+	}
+}
+
+// expire closes the connection with 3000 unless the timer of generation gen
+// has been replaced meanwhile: Stop cannot recall a timer that has fired
+// and waits for c.mu, held by the refresh that moved the connection onto a
+// later token.
+func (c *session) expire(gen uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if gen == c.expiryGen {
+		c.closeLocked(CloseUnauthorized, "token expired")
 	}
 }
 
@@ -300,7 +371,14 @@ func (c *session) writeLocked(codec websocket.Codec, v any) error {
 	}
 	// A client that stops reading must not pin this goroutine.
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	return codec.Send(c.ws, v)
+	if err := codec.Send(c.ws, v); err != nil {
+		// Part of the frame may have gone out: no frame can follow it, not
+		// even a close. Dropping the connection also ends the read loop.
+		c.closeSent = true
+		c.nc.Close()
+		return err
+	}
+	return nil
 }
 
 // close sends the one close frame of this connection, with code and reason,
@@ -309,6 +387,11 @@ func (c *session) writeLocked(codec websocket.Codec, v any) error {
 func (c *session) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closeLocked(code, reason)
+}
+
+// closeLocked is close with c.mu held.
+func (c *session) closeLocked(code int, reason string) {
 	if c.ws == nil {
 		if c.pending == nil {
 			c.pending = &closeError{code: code, reason: reason}
@@ -329,10 +412,11 @@ func (c *session) close(code int, reason string) {
 func (c *session) drain(br *bufio.Reader) {
 	for {
 		h, err := readHeader(br)
-		if err != nil {
+		if _, ok := errors.AsType[*closeError](err); ok {
+			c.discard(br)
 			return
 		}
-		if h.op == opClose {
+		if err != nil || h.op == opClose {
 			return
 		}
 		if _, err := br.Discard(int(h.length)); err != nil {
@@ -341,11 +425,27 @@ func (c *session) drain(br *bufio.Reader) {
 	}
 }
 
+// discard is drain for a stream that can no longer be read as frames: it
+// half-closes the connection after the close frame, so that the client
+// sees the end at once, and reads raw bytes until the client closes its
+// side or the deadline passes. Returning at once would leave unread bytes,
+// and the reset they cause can destroy the close frame before the client
+// reads it.
+func (c *session) discard(br *bufio.Reader) {
+	if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
+		hc.CloseWrite() // TCP FIN; a TLS close_notify first
+	}
+	io.Copy(io.Discard, br)
+}
+
 // drop closes the TCP connection without a closing handshake: for a client
-// that did not answer within the shutdown deadline.
+// that did not answer within the shutdown deadline. It does not wait for
+// c.mu, which a write to a client that does not read may hold for up to
+// WriteTimeout.
 func (c *session) drop() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.ncMu.Lock()
+	defer c.ncMu.Unlock()
+	c.dropped = true
 	if c.nc != nil {
 		c.nc.Close()
 	}
