@@ -79,7 +79,7 @@ type Config struct {
 	// its close frame before dropping the TCP connection. Default 2s.
 	CloseTimeout time.Duration
 
-	// FailureBurst is how many failed authentications (401, 400) a client
+	// FailureBurst is how many failed authentications (401, 400, 431) a client
 	// IP, or one presented token, may have in a row before further attempts
 	// are answered 429 with Retry-After, without asking the token system.
 	// Default 20; negative turns the throttle off. A token that
