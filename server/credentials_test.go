@@ -85,6 +85,9 @@ func TestOriginPolicy(t *testing.T) {
 		{[]string{"https://api.example.com/path"}, "api.example.com", false},
 		{[]string{"https://user@api.example.com"}, "api.example.com", false},
 		{[]string{"file://api.example.com"}, "api.example.com", false},
+		{[]string{"http://\xd3"}, "\xfd", false}, // invalid UTF-8: EqualFold would call them equal
+		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true},
+		{[]string{"https://café.example"}, "café.example", false}, // browsers send punycode
 		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false},
 	} {
 		if got := p.allows(tc.origin, tc.host); got != tc.want {
