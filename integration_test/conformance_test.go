@@ -150,7 +150,8 @@ func TestConformance(t *testing.T) {
 	fmt.Print(b.String())
 }
 
-var bearer = func(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
+// bearer is the header that carries tok as a bearer token.
+func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
 
 // testAPIRefusals: GET /api/me's answers that do not depend on Go.
 func testAPIRefusals(t *testing.T) {
