@@ -34,7 +34,9 @@ var (
 func remote() bool { return remoteTarget != "" && remoteTokenSvc != "" }
 
 // Conformance profile: how a target under WSAUTH_TARGET must be configured.
-// For cmd/wsauth: -allowed-origins https://app.example.com -recheck 1s.
+// For cmd/wsauth: -allowed-origins https://app.example.com -recheck 1s
+// -auth-burst 0 (the suite sends hundreds of failing requests from one
+// address; a failure throttle would answer them 429).
 const (
 	profileOrigin  = "https://app.example.com"
 	profileRecheck = time.Second
