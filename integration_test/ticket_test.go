@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	faketokensvc "wsauth/fake_tokensvc"
 	"wsauth/server"
 	"wsauth/tokens"
 )
@@ -21,7 +20,7 @@ import (
 // demoIssuer is the server's demo-mode issuer, as cmd/wsauth wires it: the
 // fake token service, recording what it issues for the no-token-in-logs
 // check.
-type demoIssuer struct{ svc *faketokensvc.Service }
+type demoIssuer struct{ svc tokenService } // the in-process fake: demo mode needs withServer
 
 func (d *demoIssuer) Issue(sub string, scopes []string, ttl time.Duration) (string, time.Time) {
 	tok, exp := d.svc.Issue(sub, scopes, ttl)

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"wsauth/tokens"
@@ -22,8 +23,6 @@ import (
 // Nothing reaches a handler without passing all of them: every failure ends
 // in writeError.
 
-type authKey struct{}
-
 // authorized is what require puts in a request's context.
 type authorized struct {
 	p     tokens.Principal
@@ -33,11 +32,22 @@ type authorized struct {
 // PrincipalFrom returns the Principal that authorized the request whose
 // context is ctx.
 func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
-	a, ok := ctx.Value(authKey{}).(authorized)
+	a, ok := authorizedFrom(ctx)
 	return a.p, ok
 }
 
+// authKey is the context key of an authorized value put in a request's
+// context directly, by code that does not go through require.
+type authKey struct{}
+
+// authorizedFrom returns what require stored in the request's logRecord.
+// The record is already in every request's context (logRequests), so
+// authorizing costs no second context value and no second copy of the
+// *http.Request (issue 6: three allocations per request).
 func authorizedFrom(ctx context.Context) (authorized, bool) {
+	if rl := logRecordFrom(ctx); rl != nil && rl.authOK {
+		return rl.auth, true
+	}
 	a, ok := ctx.Value(authKey{}).(authorized)
 	return a, ok
 }
@@ -51,29 +61,49 @@ func (s *Server) require(scope string, accepted source, next http.Handler) http.
 			s.writeError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authKey{}, a)))
+		rl := logRecordFrom(r.Context())
+		if rl == nil { // a chain built without logRequests
+			rl = &logRecord{}
+			r = r.WithContext(context.WithValue(r.Context(), logKey{}, rl))
+		}
+		rl.auth, rl.authOK = a, true
+		next.ServeHTTP(w, r)
 	})
 }
 
-// authenticate runs steps 3 to 5 above.
+// authenticate runs steps 3 to 5 above, with the throttle of failed
+// authentications (throttle.go) around step 4: a client IP or token that
+// failed too often is refused before the token system is asked.
 func (s *Server) authenticate(r *http.Request, scope string, accepted source) (authorized, error) {
 	cred, err := extractCredential(r, accepted, s.cfg.CookieName)
 	if err != nil {
-		return authorized{}, err
+		return authorized{}, s.failed(r, err)
 	}
 	rl := logRecordFrom(r.Context())
 	if rl != nil {
 		rl.source = cred.source
 	}
+	var keys throttleKeys
+	if s.limits != nil {
+		// Keyed by what the client presented: for a ticket, the ticket.
+		keys = s.limits.keys(s.clientIP(r), cred.value)
+		if wait := s.limits.wait(keys); wait > 0 {
+			return authorized{}, &throttledError{wait}
+		}
+	}
 	token := cred.value
 	if cred.source == fromTicket {
 		if token, err = s.tickets.redeem(cred.value); err != nil {
-			return authorized{}, err
+			return authorized{}, s.failedKeys(keys, err)
 		}
 	}
 	p, err := s.cfg.Validator.Validate(r.Context(), token)
 	if err != nil {
-		return authorized{}, err
+		return authorized{}, s.failedKeys(keys, err)
+	}
+	if s.limits != nil && cred.source != fromTicket {
+		// A ticket is used once: remembering it as good is no use.
+		s.limits.succeed(keys)
 	}
 	if rl != nil {
 		rl.subject = p.Subject
@@ -82,6 +112,46 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 		return authorized{}, &scopeError{scope}
 	}
 	return authorized{p: p, token: token}, nil
+}
+
+// failed counts err, for a request that presented no credential, against
+// its IP's bucket when it is the client's fault (a 400, 401 or 431), and
+// returns it, or the throttle's 429 when the IP had no attempt left.
+func (s *Server) failed(r *http.Request, err error) error {
+	if s.limits == nil || !clientsFault(err) {
+		return err
+	}
+	k := s.limits.keys(s.clientIP(r), "")
+	// Nothing was asked of the token system: refuse with 429 once the IP
+	// has no attempt left, as for a bad token.
+	if wait := s.limits.wait(k); wait > 0 {
+		return &throttledError{wait}
+	}
+	s.limits.fail(k)
+	return err
+}
+
+// failedKeys counts err against the buckets of k when it is the client's
+// fault, and returns it.
+func (s *Server) failedKeys(k throttleKeys, err error) error {
+	if s.limits != nil && clientsFault(err) {
+		s.limits.fail(k)
+	}
+	return err
+}
+
+// clientsFault reports whether err is a failed authentication the throttle
+// counts: a 400, 401 or 431. The token system's unavailability is nobody's
+// failure.
+func clientsFault(err error) bool {
+	if errors.Is(err, tokens.ErrUnavailable) {
+		return false
+	}
+	switch answerFor(err).status {
+	case http.StatusBadRequest, http.StatusUnauthorized, http.StatusRequestHeaderFieldsTooLarge:
+		return true
+	}
+	return false
 }
 
 // checkOrigin refuses WebSocket handshakes from pages of foreign origins

@@ -61,6 +61,7 @@ var (
 	errTwoCredentials    = badRequest("more than one credential in the request; use one method (RFC 6750 §2)")
 	errTwoAuthHeaders    = badRequest("more than one Authorization header")
 	errEmptyBearer       = badRequest("empty bearer token")
+	errEmptyParam        = badRequest("empty token or ticket query parameter")
 	errRepeatedParam     = badRequest("the token or ticket query parameter is repeated")
 	errNoSubprotocol     = badRequest("offer " + subprotocol + " beside " + bearerSubprotocol + "<token>")
 	errQueryTokenOff     = badRequest("tokens in the query string are turned off; use a ticket, a cookie or the subprotocol")
@@ -129,6 +130,9 @@ func extractCredential(r *http.Request, accepted source, cookieName string) (cre
 			switch v := q[p.name]; len(v) {
 			case 0:
 			case 1:
+				if v[0] == "" {
+					return credential{}, errEmptyParam
+				}
 				if err := take(v[0], p.src); err != nil {
 					return credential{}, err
 				}

@@ -35,6 +35,7 @@ func TestExtractCredential(t *testing.T) {
 		{"ticket", "/ws?ticket=t1", nil, wsSources, credential{"t1", fromTicket}, nil},
 		{"cookie", "/ws", hdr{"Cookie": {"token=abc"}}, wsSources, credential{"abc", fromCookie}, nil},
 		{"other cookie name", "/ws", hdr{"Cookie": {"session=abc"}}, wsSources, credential{}, errNoCredential},
+		{"empty query token", "/ws?token=", nil, wsSources, credential{}, errEmptyParam},
 		{"empty cookie", "/ws", hdr{"Cookie": {"token="}}, wsSources, credential{}, errNoCredential},
 		{"bearer beats a stale cookie", "/ws", hdr{"Authorization": {"Bearer new"}, "Cookie": {"token=old"}}, wsSources, credential{"new", fromBearer}, nil},
 		{"same token twice is one credential", "/ws?token=abc", hdr{"Authorization": {"Bearer abc"}}, wsSources, credential{"abc", fromBearer}, nil},
@@ -84,6 +85,9 @@ func TestOriginPolicy(t *testing.T) {
 		{[]string{"https://api.example.com/path"}, "api.example.com", false},
 		{[]string{"https://user@api.example.com"}, "api.example.com", false},
 		{[]string{"file://api.example.com"}, "api.example.com", false},
+		{[]string{"http://\xd3"}, "\xfd", false}, // invalid UTF-8: EqualFold would call them equal
+		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true},
+		{[]string{"https://café.example"}, "café.example", false}, // browsers send punycode
 		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false},
 	} {
 		if got := p.allows(tc.origin, tc.host); got != tc.want {

@@ -37,7 +37,16 @@ var (
 	errOriginRefused = errors.New("origin not allowed")
 	errTooManyConns  = errors.New("too many open WebSocket connections")
 	errShuttingDown  = errors.New("shutting down")
+	errSubjectConns  = errors.New("too many open WebSocket connections for this subject")
 )
+
+// throttledError is a request refused by the throttle: its client IP or its
+// token failed too often (throttle.go).
+type throttledError struct{ wait time.Duration }
+
+func (e *throttledError) Error() string {
+	return "too many failed authentications; wait " + e.wait.String()
+}
 
 // answer is what a client is told about an error: nothing in it comes from
 // the request, so no token can leak through it.
@@ -58,6 +67,7 @@ func answerFor(err error) answer {
 		bad   *badRequestError
 		scope *scopeError
 		up    *upgradeError
+		thr   *throttledError
 	)
 	switch {
 	case errors.Is(err, errNoCredential):
@@ -83,6 +93,13 @@ func answerFor(err error) answer {
 			desc: "the request carries more cookies than the server reads"}
 	case errors.As(err, &up):
 		return answer{status: up.status, code: "invalid_request", desc: up.desc, header: up.header}
+	case errors.As(err, &thr):
+		// RFC 6585 §4. Retry-After is in whole seconds, at least 1.
+		return answer{status: 429, code: "too_many_requests", retryAfter: int((thr.wait + time.Second - 1) / time.Second),
+			desc: "too many failed authentications from this client or with this token; retry later"}
+	case errors.Is(err, errSubjectConns):
+		return answer{status: 429, code: "too_many_connections", retryAfter: 5,
+			desc: "this subject has as many open WebSocket connections as it may; close one first"}
 	case errors.Is(err, errTicketsFull):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: int(TicketTTL / time.Second),
 			desc: "the server mints no more tickets now; retry later"}

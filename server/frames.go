@@ -77,11 +77,13 @@ type frameHeader struct {
 }
 
 // readHeader reads the header of one client frame and checks what RFC 6455
-// requires of it. Protocol violations are *closeError with 1002.
+// requires of it. Protocol violations are *closeError with 1002. It reads
+// with Peek and Discard, in place in br's buffer: io.ReadFull into a local
+// array would move the array to the heap, an allocation per frame.
 func readHeader(br *bufio.Reader) (frameHeader, error) {
 	var h frameHeader
-	var b [8]byte
-	if _, err := io.ReadFull(br, b[:2]); err != nil {
+	b, err := br.Peek(2)
+	if err != nil {
 		return h, err
 	}
 	h.fin = b[0]&0x80 != 0
@@ -98,26 +100,32 @@ func readHeader(br *bufio.Reader) (frameHeader, error) {
 	case h.op >= opClose && (!h.fin || h.length > maxControlPayload):
 		return h, protocolError("fragmented or oversized control frame") // §5.5
 	}
+	size := 2 + 4 // the first two bytes and the masking key
 	switch h.length {
 	case 126:
-		if _, err := io.ReadFull(br, b[:2]); err != nil {
-			return h, err
-		}
-		h.length = int64(binary.BigEndian.Uint16(b[:2]))
+		size += 2
 	case 127:
-		if _, err := io.ReadFull(br, b[:8]); err != nil {
-			return h, err
+		size += 8
+	}
+	if b, err = br.Peek(size); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
 		}
-		n := binary.BigEndian.Uint64(b[:8])
+		return h, err
+	}
+	switch h.length {
+	case 126:
+		h.length = int64(binary.BigEndian.Uint16(b[2:4]))
+	case 127:
+		n := binary.BigEndian.Uint64(b[2:10])
 		if n>>63 != 0 {
 			return h, protocolError("frame length has its top bit set") // §5.2
 		}
 		h.length = int64(n)
 	}
-	if _, err := io.ReadFull(br, h.mask[:]); err != nil {
-		return h, err
-	}
-	return h, nil
+	copy(h.mask[:], b[size-4:])
+	_, err = br.Discard(size)
+	return h, err
 }
 
 // readPayload appends h's payload, unmasked, to dst.

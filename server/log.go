@@ -16,6 +16,9 @@ type logRecord struct {
 	err       error // the private cause of an error answer
 	closeCode int   // a WebSocket's close code, when it had one
 	status    int   // the status written after a hijack, which no wrapper sees
+
+	auth   authorized // set by require; read through authorizedFrom
+	authOK bool
 }
 
 type logKey struct{}
@@ -32,8 +35,12 @@ func logRecordFrom(ctx context.Context) *logRecord {
 func (s *Server) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := s.cfg.Now()
-		rl := &logRecord{}
-		rw := &statusWriter{ResponseWriter: w}
+		// One allocation for both: they live as long as the request.
+		st := &struct {
+			rl logRecord
+			rw statusWriter
+		}{rw: statusWriter{ResponseWriter: w}}
+		rl, rw := &st.rl, &st.rw
 		next.ServeHTTP(rw, r.WithContext(context.WithValue(r.Context(), logKey{}, rl)))
 
 		status := rw.status()

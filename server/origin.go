@@ -33,14 +33,20 @@ func newOriginPolicy(origins []string) originPolicy {
 //     so that a TLS-terminating proxy in front does not break it (as in
 //     gorilla/websocket and coder/websocket);
 //   - exactly an allowed origin;
-//   - anything else, including "null", an empty or unparsable value and
-//     more than one Origin header: refused.
+//   - anything else, including "null", an empty, unparsable or non-ASCII
+//     value and more than one Origin header: refused.
 func (p originPolicy) allows(origin []string, host string) bool {
 	switch len(origin) {
 	case 0:
 		return true
 	case 1:
 	default:
+		return false
+	}
+	if !isASCII(origin[0]) {
+		// RFC 6454 §6.2: browsers send the ASCII serialization (IDNs in
+		// punycode). strings.EqualFold would take any two invalid UTF-8
+		// bytes for equal (both decode to U+FFFD): FuzzOriginPolicy.
 		return false
 	}
 	u, err := url.Parse(origin[0])
@@ -58,4 +64,13 @@ func (p originPolicy) allows(origin []string, host string) bool {
 // originOf returns the Origin header values of r, nil when it has none.
 func originOf(r *http.Request) []string {
 	return r.Header.Values("Origin")
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }

@@ -37,17 +37,19 @@ type registry struct {
 
 	mu        sync.Mutex
 	sessions  map[*session]struct{}
+	subjects  map[string]int // open sessions per subject, for MaxConnsPerSubject
 	closing   bool
 	wg        sync.WaitGroup // one per reserved session
 	sweepStop chan struct{}  // closed to stop the running sweep; nil when none runs
 }
 
 func newRegistry(s *Server) *registry {
-	return &registry{s: s, sessions: make(map[*session]struct{})}
+	return &registry{s: s, sessions: make(map[*session]struct{}), subjects: make(map[string]int)}
 }
 
 // reserve registers a connection about to be upgraded, or says why it may
-// not be: the server is full (MaxConns) or shutting down.
+// not be: the server is full (MaxConns), the subject has its share
+// (MaxConnsPerSubject) or the server is shutting down.
 func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -56,7 +58,10 @@ func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
 		return nil, errShuttingDown
 	case len(g.sessions) >= g.s.cfg.MaxConns:
 		return nil, errTooManyConns
+	case g.s.cfg.MaxConnsPerSubject > 0 && g.subjects[a.p.Subject] >= g.s.cfg.MaxConnsPerSubject:
+		return nil, errSubjectConns
 	}
+	g.subjects[a.p.Subject]++
 	sess := &session{s: g.s, rl: rl, a: a}
 	g.sessions[sess] = struct{}{}
 	g.wg.Add(1)
@@ -69,8 +74,12 @@ func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
 
 // release forgets a connection whose handler has returned.
 func (g *registry) release(sess *session) {
+	sub := sess.subject() // a refresh keeps the subject (session.refresh)
 	g.mu.Lock()
 	delete(g.sessions, sess)
+	if g.subjects[sub]--; g.subjects[sub] <= 0 {
+		delete(g.subjects, sub)
+	}
 	if len(g.sessions) == 0 && g.sweepStop != nil {
 		close(g.sweepStop)
 		g.sweepStop = nil

@@ -88,6 +88,24 @@ type Config struct {
 	// its close frame before dropping the TCP connection. Default 2s.
 	CloseTimeout time.Duration
 
+	// FailureBurst is how many failed authentications (401, 400, 431) a client
+	// IP, or one presented token, may have in a row before further attempts
+	// are answered 429 with Retry-After, without asking the token system.
+	// Default 20; negative turns the throttle off. A token that
+	// authenticated in the last 10 minutes is not held back by its IP's
+	// failures (throttle.go, docs/SECURITY.md).
+	FailureBurst int
+	// FailureRefill is how long a throttled IP or token waits to regain one
+	// attempt. Default 1s.
+	FailureRefill time.Duration
+	// ThrottleMaxKeys bounds the IPs and token hashes the throttle
+	// remembers; past it the least recently seen are forgotten. Default
+	// 100,000.
+	ThrottleMaxKeys int
+	// MaxConnsPerSubject bounds one subject's open WebSockets; past it, the
+	// handshake is answered 429. Default 100; negative means no bound.
+	MaxConnsPerSubject int
+
 	// TicketKey is the 32-byte AES-256-GCM key that seals one-time tickets
 	// (ticket.go). Instances that share it accept each other's tickets.
 	// Nil means a random key for this process, logged as such.
@@ -146,6 +164,18 @@ func (c Config) withDefaults() Config {
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 2 * time.Second
 	}
+	if c.FailureBurst == 0 {
+		c.FailureBurst = 20
+	}
+	if c.FailureRefill <= 0 {
+		c.FailureRefill = time.Second
+	}
+	if c.ThrottleMaxKeys <= 0 {
+		c.ThrottleMaxKeys = 100_000
+	}
+	if c.MaxConnsPerSubject == 0 {
+		c.MaxConnsPerSubject = 100
+	}
 	if c.MaxTickets <= 0 {
 		c.MaxTickets = 100_000
 	}
@@ -167,6 +197,7 @@ type Server struct {
 	conns   *registry
 	tickets *ticketBox
 	handler http.Handler
+	limits  *throttle // nil when FailureBurst < 0
 
 	stopOnce sync.Once
 }
@@ -198,6 +229,7 @@ func New(cfg Config) *Server {
 		tickets: tickets,
 	}
 	s.conns = newRegistry(s)
+	s.limits = newThrottle(cfg.FailureBurst, cfg.FailureRefill, cfg.ThrottleMaxKeys, cfg.Now)
 	s.handler = s.logRequests(s.routes())
 	return s
 }

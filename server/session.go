@@ -240,7 +240,7 @@ func (c *session) handle(msg []byte) error {
 	c.mu.Lock()
 	sub := c.a.p.Subject
 	c.mu.Unlock()
-	return c.send(echoMsg{Type: "echo", Sub: sub, Data: string(msg)})
+	return c.sendEcho(sub, msg) // echo.go: echoMsg, encoded without allocating
 }
 
 // refresh moves the connection onto a new token of the same subject, so
@@ -287,7 +287,13 @@ func (c *session) recheck(token string, p tokens.Principal, err error) {
 	}
 	switch {
 	case errors.Is(err, tokens.ErrInvalid):
-		c.closeLocked(CloseUnauthorized, "token revoked")
+		// An invalid token past its known expiry has expired, whichever of
+		// the recheck and the expiry timer got here first.
+		reason := "token revoked"
+		if exp := c.a.p.Expiry; !exp.IsZero() && !c.s.cfg.Now().Before(exp) {
+			reason = "token expired"
+		}
+		c.closeLocked(CloseUnauthorized, reason)
 	case err != nil:
 		// The token system cannot answer: the connection keeps the answer
 		// it had until its token expires (registry's "Rechecks").

@@ -60,3 +60,48 @@ func TestAnswersAboutAReplacedTokenDoNothing(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheckAfterEndArmsNoTimer: a recheck whose answer arrives after the
+// connection ended must not arm an expiry timer, which would hold the
+// session, its connection's buffers included, until the token expires
+// (found by TestSoak's heap check).
+func TestRecheckAfterEndArmsNoTimer(t *testing.T) {
+	t.Parallel()
+	s := New(Config{Validator: tokens.ValidatorFunc(nil)})
+	c := &session{s: s, a: authorized{token: "tok"}, ping: time.NewTimer(time.Hour)}
+	c.stopTimers()
+	c.recheck("tok", tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: time.Now().Add(time.Hour)}, nil)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.expiry != nil {
+		c.expiry.Stop()
+		t.Errorf("recheck after the session ended armed an expiry timer; want none")
+	}
+}
+
+// TestRecheckSaysExpiredPastExpiry: a recheck that finds the token invalid
+// after its known expiry closes with "token expired", not "token revoked",
+// whichever of the recheck and the expiry timer arrives first.
+func TestRecheckSaysExpiredPastExpiry(t *testing.T) {
+	t.Parallel()
+	now := time.Unix(1_800_000_000, 0)
+	s := New(Config{
+		Validator: tokens.ValidatorFunc(func(context.Context, string) (tokens.Principal, error) { return tokens.Principal{}, nil }),
+		Now:       func() time.Time { return now },
+	})
+	for _, tc := range []struct {
+		name   string
+		expiry time.Time
+		want   string
+	}{
+		{"before expiry", now.Add(time.Minute), "token revoked"},
+		{"at expiry", now, "token expired"},
+		{"past expiry", now.Add(-time.Second), "token expired"},
+	} {
+		c := &session{s: s, a: authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: tc.expiry}, token: "tok"}}
+		c.recheck("tok", tokens.Principal{}, fmt.Errorf("%w: gone", tokens.ErrInvalid))
+		if c.pending == nil || c.pending.code != CloseUnauthorized || c.pending.reason != tc.want {
+			t.Errorf("%s: close = %+v; want 3000 %q", tc.name, c.pending, tc.want)
+		}
+	}
+}

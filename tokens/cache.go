@@ -45,7 +45,7 @@ type Cache struct {
 	next Validator
 	cfg  CacheConfig
 
-	hashers sync.Pool // of hash.Hash: HMAC under the per-process key
+	hashers sync.Pool // of *hasher: HMAC under the per-process key
 
 	mu       sync.Mutex
 	entries  map[key]*list.Element // of *entry
@@ -92,8 +92,17 @@ func NewCache(next Validator, cfg CacheConfig) *Cache {
 		order:    list.New(),
 		inflight: make(map[key]*call),
 	}
-	c.hashers.New = func() any { return hmac.New(sha256.New, secret) }
+	c.hashers.New = func() any { return &hasher{mac: hmac.New(sha256.New, secret)} }
 	return c
+}
+
+// hasher is an HMAC with scratch space, so that keying a token costs no
+// allocation: Write needs the token as []byte and Sum an output slice, and
+// both would otherwise escape to the heap on every request.
+type hasher struct {
+	mac hash.Hash
+	in  []byte
+	sum []byte
 }
 
 // Validate returns the remembered answer for token, or asks the next
@@ -197,11 +206,14 @@ func (c *Cache) remove(el *list.Element) {
 }
 
 func (c *Cache) key(token string) key {
-	h := c.hashers.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(token))
+	h := c.hashers.Get().(*hasher)
+	h.mac.Reset()
+	h.in = append(h.in[:0], token...)
+	h.mac.Write(h.in)
+	h.sum = h.mac.Sum(h.sum[:0])
 	var k key
-	h.Sum(k[:0])
+	copy(k[:], h.sum)
+	clear(h.in) // the pool keeps no token
 	c.hashers.Put(h)
 	return k
 }

@@ -108,11 +108,11 @@ func (in *Introspector) Validate(ctx context.Context, token string) (Principal, 
 
 // introspection is the part of an RFC 7662 §2.2 reply this package reads.
 type introspection struct {
-	Active   *bool       `json:"active"`
-	Sub      string      `json:"sub"`
-	Scope    string      `json:"scope"`
-	Exp      json.Number `json:"exp"`
-	ClientID string      `json:"client_id"`
+	Active   *bool
+	Sub      string
+	Scope    string
+	Exp      json.Number
+	ClientID string
 }
 
 // Reasons an active reply is still refused, allocated once.
@@ -126,9 +126,23 @@ var (
 // A reply that is not a JSON object with a boolean "active", or whose "exp"
 // is not a number, is ErrUnavailable: the token system said nothing usable.
 func ParseIntrospection(reply []byte, now time.Time) (Principal, error) {
-	var r introspection
-	if err := json.Unmarshal(reply, &r); err != nil {
+	// Members are matched by exact name (RFC 8259 §4 names are
+	// case-sensitive). Decoding straight into the struct would match
+	// "ACTIVE" too, and the last of "active":false,"ACTIVE":true would win:
+	// FuzzParseIntrospection holds it to that.
+	var members map[string]json.RawMessage
+	if err := json.Unmarshal(reply, &members); err != nil {
 		return Principal{}, fmt.Errorf("%w: undecodable reply: %w", ErrUnavailable, err)
+	}
+	var r introspection
+	for name, dst := range map[string]any{
+		"active": &r.Active, "sub": &r.Sub, "scope": &r.Scope, "exp": &r.Exp, "client_id": &r.ClientID,
+	} {
+		if raw, ok := members[name]; ok {
+			if err := json.Unmarshal(raw, dst); err != nil {
+				return Principal{}, fmt.Errorf("%w: undecodable reply: %w", ErrUnavailable, err)
+			}
+		}
 	}
 	if r.Active == nil {
 		return Principal{}, fmt.Errorf("%w: reply has no \"active\" member", ErrUnavailable)

@@ -52,11 +52,15 @@ type options struct {
 	recheck         time.Duration
 	maxMessageBytes int
 	maxConns        int
+	maxConnsPerSub  int
+	authBurst       int
+	authRefill      time.Duration
 	shutdownTimeout time.Duration
 	tlsCert, tlsKey string
 	trustedProxies  []netip.Prefix
 	ticketKey       string
 	wsReject        string
+	adminAddr       string
 }
 
 func parseFlags(args []string, stderr io.Writer) (options, error) {
@@ -73,6 +77,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.recheck, "recheck", 60*time.Second, "how often open WebSockets' tokens are validated again")
 	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", 64<<10, "largest client message; bigger closes with 1009")
 	fs.IntVar(&o.maxConns, "max-conns", 10_000, "most open WebSockets; past it, 503")
+	fs.IntVar(&o.maxConnsPerSub, "max-conns-per-subject", 100, "most open WebSockets of one subject; past it, 429 (0: no bound)")
+	fs.IntVar(&o.authBurst, "auth-burst", 20, "failed authentications a client IP or token may have in a row before 429 (0: no throttle)")
+	fs.DurationVar(&o.authRefill, "auth-refill", time.Second, "how long a throttled IP or token waits to regain one attempt")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate file (serve https and wss)")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "TLS key file")
@@ -82,6 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	})
 	fs.StringVar(&o.ticketKey, "ticket-key", "", "32-byte key sealing one-time tickets, as 64 hex digits or base64 (default $WSAUTH_TICKET_KEY; empty: random per process)")
 	fs.StringVar(&o.wsReject, "ws-reject", server.RejectHTTP, "how /ws refuses a bad token: http (401/403 before the upgrade) or close (upgrade, then close 3000/3003, readable by browsers)")
+	fs.StringVar(&o.adminAddr, "admin-addr", "", "serve /debug/vars (expvar: memory, open connections) here; empty: off. No auth: keep it on loopback")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -138,6 +146,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxMessageBytes: o.maxMessageBytes,
 		MaxConns:        o.maxConns,
 
+		MaxConnsPerSubject: orNegative(o.maxConnsPerSub),
+		FailureBurst:       orNegative(o.authBurst),
+		FailureRefill:      o.authRefill,
+
 		TicketKey: ticketKey,
 		WSReject:  o.wsReject,
 	}
@@ -145,14 +157,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		cfg.DemoIssuer = demo // POST /dev/login; a nil *Service would make a non-nil interface
 	}
 	srv := server.New(cfg)
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       15 * time.Second, // a handshake is one small request
-		IdleTimeout:       60 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	if o.adminAddr != "" {
+		stopAdmin, err := startAdmin(o.adminAddr, srv, logger)
+		if err != nil {
+			return err
+		}
+		defer stopAdmin()
 	}
+	hs := httpServer(srv, logger)
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return err
@@ -189,6 +201,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	n, werr := srv.Shutdown(sctx)
 	logger.Info("closed WebSocket connections", "count", n)
 	return errors.Join(err, werr)
+}
+
+// httpServer is the http.Server in front of h, with every limit set
+// (STYLE.md rule 10): a client that dribbles its headers is dropped after
+// ReadHeaderTimeout, headers past MaxHeaderBytes get 431, an idle
+// keep-alive connection is closed after IdleTimeout.
+func httpServer(h http.Handler, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       15 * time.Second, // a handshake is one small request
+		IdleTimeout:       60 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 }
 
 // startDemoTokenService runs the fake token service in-process, on a random
@@ -231,6 +258,15 @@ From a browser console on %[1]s/healthz:
   ws.onmessage = (e) => console.log(e.data); ws.onopen = () => ws.send("hello");
 
 `, base, alice, bob, host)
+}
+
+// orNegative turns a flag's 0, "off", into the Config's negative "off":
+// a zero Config field means its default.
+func orNegative(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
 
 // parseTicketKey reads a ticket key: 64 hex digits, or 32 bytes in base64

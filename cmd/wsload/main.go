@@ -1,0 +1,467 @@
+// Command wsload opens many authenticated WebSocket connections to a wsauth
+// server (or a port of it), holds them, sends messages at a rate, and
+// reports handshakes per second, handshake latency, failures by kind, the
+// close codes the server sent, and the server's memory when its admin
+// listener (/debug/vars, expvar) is given.
+//
+// Tokens come from a fake token service's admin API (POST /admin/tokens) or
+// from -token. For example, with the server and the fake started as in
+// README.md:
+//
+//	wsload -url http://127.0.0.1:8080 -tokensvc http://127.0.0.1:8081 \
+//	    -conns 10000 -tokens 100 -hold 30s -msg-rate 1000 \
+//	    -admin http://127.0.0.1:6060/debug/vars
+//
+// It raises its open-files limit to the hard limit (each connection is a
+// file); a server holding N connections needs a limit above N too.
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/url"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "wsload:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	url         string
+	tokensvc    string
+	tokens      []string
+	nTokens     int
+	ttl         time.Duration
+	credential  string
+	origin      string
+	conns       int
+	concurrency int
+	hold        time.Duration
+	msgRate     float64
+	admin       string
+	timeout     time.Duration
+}
+
+func parseFlags(args []string, out io.Writer) (options, error) {
+	var o options
+	var tokens string
+	fs := flag.NewFlagSet("wsload", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "the server; connections go to its /ws")
+	fs.StringVar(&o.tokensvc, "tokensvc", "", "a fake token service whose POST /admin/tokens issues the tokens")
+	fs.StringVar(&tokens, "token", "", "comma-separated tokens to use instead of issuing them")
+	fs.IntVar(&o.nTokens, "tokens", 100, "distinct tokens to issue with -tokensvc; connections share them round-robin")
+	fs.DurationVar(&o.ttl, "ttl", time.Hour, "lifetime of issued tokens")
+	fs.StringVar(&o.credential, "credential", "bearer", "how to carry the token: bearer, query, subprotocol or cookie")
+	fs.StringVar(&o.origin, "origin", "", "Origin header to send (none by default, as a non-browser client)")
+	fs.IntVar(&o.conns, "conns", 100, "connections to open and hold")
+	fs.IntVar(&o.concurrency, "concurrency", 50, "handshakes in flight at once")
+	fs.DurationVar(&o.hold, "hold", 10*time.Second, "how long to hold the connections once opened")
+	fs.Float64Var(&o.msgRate, "msg-rate", 0, "messages per second, over all connections, while holding")
+	fs.StringVar(&o.admin, "admin", "", "the server's /debug/vars URL, to report its memory")
+	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on one handshake, one write and the closing handshake")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	o.tokens = splitList(tokens)
+	switch {
+	case len(o.tokens) == 0 && o.tokensvc == "":
+		return o, errors.New("give -tokensvc (a fake token service) or -token")
+	case o.credentials() == nil:
+		return o, fmt.Errorf("-credential %q: want bearer, query, subprotocol or cookie", o.credential)
+	case o.conns < 1 || o.concurrency < 1 || o.nTokens < 1:
+		return o, errors.New("-conns, -concurrency and -tokens must be at least 1")
+	}
+	return o, nil
+}
+
+func (o options) credentials() func(*url.URL, http.Header, string) { return credentials[o.credential] }
+
+// stats is what the load saw.
+type stats struct {
+	mu         sync.Mutex
+	handshakes []time.Duration // of the successful ones
+	failures   map[string]int  // handshake failures by kind
+	closeCodes map[int]int     // close frames the server sent first
+	dropped    int             // connections lost without a close frame
+	rtts       []time.Duration // message to echo
+	answered   int             // our closes the server answered
+
+	sent, echoed atomic.Int64
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	o, err := parseFlags(args, stdout)
+	if err != nil {
+		return err
+	}
+	limit, err := raiseOpenFiles()
+	if err != nil {
+		return fmt.Errorf("raising the open-files limit: %w", err)
+	}
+	if limit != 0 && limit < uint64(o.conns)+64 {
+		fmt.Fprintf(stdout, "warning: open-files limit %d is below %d connections; raise it (ulimit -n)\n", limit, o.conns)
+	}
+	base, err := url.Parse(o.url)
+	if err != nil || base.Host == "" || (base.Scheme != "http" && base.Scheme != "ws") {
+		return fmt.Errorf("-url %q: want http://host:port or ws://host:port (this tool speaks no TLS)", o.url)
+	}
+	target := *base
+	target.Scheme, target.Path = "http", "/ws"
+
+	toks := o.tokens
+	if len(toks) == 0 {
+		if toks, err = issueTokens(ctx, o.tokensvc, o.nTokens, o.ttl); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, "wsload: %d connections to %s (%s), %d tokens, %d handshakes in flight\n",
+		o.conns, target.String(), o.credential, len(toks), o.concurrency)
+
+	st := &stats{failures: map[string]int{}, closeCodes: map[int]int{}}
+	var before *serverVars
+	if o.admin != "" {
+		if before, err = readVars(o.admin); err != nil {
+			return err
+		}
+	}
+
+	// Open.
+	conns := make([]*conn, o.conns)
+	var closing atomic.Bool
+	var readers sync.WaitGroup
+	jobs := make(chan int)
+	var workers sync.WaitGroup
+	start := time.Now()
+	for range o.concurrency {
+		workers.Go(func() {
+			for i := range jobs {
+				t0 := time.Now()
+				c, err := dial(&target, o.credential, toks[i%len(toks)], o.origin, o.timeout)
+				st.mu.Lock()
+				if err != nil {
+					var f *failure
+					if errors.As(err, &f) {
+						st.failures[f.kind]++
+					} else {
+						st.failures["other"]++
+					}
+				} else {
+					st.handshakes = append(st.handshakes, time.Since(t0))
+				}
+				st.mu.Unlock()
+				if c != nil {
+					conns[i] = c
+					readers.Go(func() { readLoop(c, st, &closing, o.timeout) })
+				}
+			}
+		})
+	}
+feed:
+	for i := range o.conns {
+		select {
+		case jobs <- i:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(jobs)
+	workers.Wait()
+	ramp := time.Since(start)
+	open := slices.DeleteFunc(conns, func(c *conn) bool { return c == nil })
+
+	// Hold, sending messages at the rate asked.
+	var held *serverVars
+	if o.admin != "" {
+		if held, err = readVars(o.admin); err != nil {
+			fmt.Fprintln(stdout, "warning:", err)
+		}
+	}
+	// Messages go out on a 1 ms tick, as many as the rate owes since the
+	// hold began: a tick missed on a loaded machine is made up on the next.
+	holdStart := time.Now()
+	holdUntil := time.After(o.hold)
+	var tick <-chan time.Time
+	if o.msgRate > 0 && len(open) > 0 {
+		t := time.NewTicker(time.Millisecond)
+		defer t.Stop()
+		tick = t.C
+	}
+	next := 0
+hold:
+	for {
+		select {
+		case <-holdUntil:
+			break hold
+		case <-ctx.Done():
+			break hold
+		case now := <-tick:
+			for owed := int(o.msgRate*now.Sub(holdStart).Seconds()) - next; owed > 0; owed-- {
+				c := open[next%len(open)]
+				next++
+				msg := "t=" + strconv.FormatInt(time.Now().UnixNano(), 10)
+				if c.writeFrame(opText, []byte(msg), o.timeout) == nil {
+					st.sent.Add(1)
+				}
+			}
+		}
+	}
+	var end *serverVars
+	if o.admin != "" {
+		if end, err = readVars(o.admin); err != nil {
+			fmt.Fprintln(stdout, "warning:", err)
+		}
+	}
+
+	// Close politely: 1000, then wait for the server's answer.
+	closing.Store(true)
+	sem := make(chan struct{}, o.concurrency)
+	for _, c := range open {
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem }()
+			c.writeFrame(opClose, []byte{0x03, 0xe8}, o.timeout)
+			c.nc.SetReadDeadline(time.Now().Add(o.timeout))
+		}()
+	}
+	for range o.concurrency {
+		sem <- struct{}{}
+	}
+	readers.Wait()
+
+	report(stdout, o, st, len(open), ramp, before, held, end)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	nfail := 0
+	for _, n := range st.failures {
+		nfail += n
+	}
+	if nfail > 0 || st.dropped > 0 || len(st.closeCodes) > 0 {
+		return fmt.Errorf("%d handshakes failed, %d connections dropped, %d closed by the server",
+			nfail, st.dropped, sumValues(st.closeCodes))
+	}
+	return nil
+}
+
+// readLoop reads a connection's frames until it closes: echoes give round
+// trip times, pings get pongs, a close is recorded and answered.
+func readLoop(c *conn, st *stats, closing *atomic.Bool, timeout time.Duration) {
+	defer c.nc.Close()
+	for {
+		op, p, err := c.readFrame()
+		if err != nil {
+			if !closing.Load() {
+				st.mu.Lock()
+				st.dropped++
+				st.mu.Unlock()
+			}
+			return
+		}
+		switch op {
+		case opText:
+			if i := bytes.Index(p, []byte(`"data":"t=`)); i >= 0 {
+				rest := p[i+len(`"data":"t=`):]
+				if j := bytes.IndexByte(rest, '"'); j > 0 {
+					if ns, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil {
+						rtt := time.Since(time.Unix(0, ns))
+						st.echoed.Add(1)
+						st.mu.Lock()
+						st.rtts = append(st.rtts, rtt)
+						st.mu.Unlock()
+					}
+				}
+			}
+		case opPing:
+			c.writeFrame(opPong, p, timeout)
+		case opClose:
+			st.mu.Lock()
+			if closing.Load() {
+				st.answered++
+			} else {
+				st.closeCodes[closeCode(p)]++
+			}
+			st.mu.Unlock()
+			if !closing.Load() {
+				c.writeFrame(opClose, p[:min(len(p), 2)], timeout) // §5.5.1: echo the code
+			}
+			return
+		}
+	}
+}
+
+// issueTokens asks the fake token service for n tokens with scopes api and
+// ws, for subjects load-0 … load-(n-1).
+func issueTokens(ctx context.Context, svc string, n int, ttl time.Duration) ([]string, error) {
+	toks := make([]string, n)
+	errs := make([]error, n)
+	sem := make(chan struct{}, 16)
+	var wg sync.WaitGroup
+	for i := range toks {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			body, _ := json.Marshal(map[string]any{"sub": "load-" + strconv.Itoa(i), "scope": "api ws", "ttl_seconds": int64(ttl.Seconds())})
+			req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(svc, "/")+"/admin/tokens", bytes.NewReader(body))
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			defer resp.Body.Close()
+			var reply struct {
+				Token string `json:"token"`
+			}
+			if resp.StatusCode != http.StatusCreated {
+				errs[i] = fmt.Errorf("POST /admin/tokens: %s", resp.Status)
+			} else if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&reply); err != nil || reply.Token == "" {
+				errs[i] = fmt.Errorf("POST /admin/tokens: undecodable reply: %v", err)
+			}
+			toks[i] = reply.Token
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("issuing tokens: %w", err)
+	}
+	return toks, nil
+}
+
+// serverVars is what wsload reads from the server's /debug/vars.
+type serverVars struct {
+	Memstats struct {
+		HeapInuse  uint64
+		StackInuse uint64
+		Sys        uint64
+	} `json:"memstats"`
+	Wsauth *struct {
+		OpenConns  int `json:"open_conns"`
+		Goroutines int `json:"goroutines"`
+	} `json:"wsauth"`
+}
+
+func readVars(u string) (*serverVars, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, fmt.Errorf("reading the server's vars: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("reading the server's vars: %s", resp.Status)
+	}
+	var v serverVars
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(&v); err != nil {
+		return nil, fmt.Errorf("reading the server's vars: %w", err)
+	}
+	return &v, nil
+}
+
+func (v *serverVars) inuse() uint64 { return v.Memstats.HeapInuse + v.Memstats.StackInuse }
+
+func report(w io.Writer, o options, st *stats, open int, ramp time.Duration, before, held, end *serverVars) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	nfail := sumValues(st.failures)
+	fmt.Fprintf(w, "handshakes: %d ok, %d failed in %v: %.0f/s\n", open, nfail, ramp.Round(time.Millisecond),
+		float64(open)/ramp.Seconds())
+	if len(st.handshakes) > 0 {
+		p50, p99, pmax := percentiles(st.handshakes)
+		fmt.Fprintf(w, "handshake latency: p50 %v, p99 %v, max %v\n", p50, p99, pmax)
+	}
+	fmt.Fprintf(w, "failures: %s\n", countsString(st.failures))
+	fmt.Fprintf(w, "held %d connections for %v; messages: %d sent, %d echoed", open, o.hold, st.sent.Load(), st.echoed.Load())
+	if len(st.rtts) > 0 {
+		p50, p99, pmax := percentiles(st.rtts)
+		fmt.Fprintf(w, ", round trip p50 %v, p99 %v, max %v", p50, p99, pmax)
+	}
+	fmt.Fprintln(w)
+	codes := map[string]int{}
+	for c, n := range st.closeCodes {
+		codes[strconv.Itoa(c)] = n
+	}
+	fmt.Fprintf(w, "closed by the server: %s; dropped without a close frame: %d\n", countsString(codes), st.dropped)
+	fmt.Fprintf(w, "our closes (1000) answered by the server: %d of %d\n", st.answered, open)
+	for _, s := range []struct {
+		name string
+		v    *serverVars
+	}{{"before", before}, {"held", held}, {"end of hold", end}} {
+		if s.v == nil {
+			continue
+		}
+		fmt.Fprintf(w, "server %s: heap in use %.1f MiB, stacks %.1f MiB, sys %.1f MiB", s.name,
+			mib(s.v.Memstats.HeapInuse), mib(s.v.Memstats.StackInuse), mib(s.v.Memstats.Sys))
+		if s.v.Wsauth != nil {
+			fmt.Fprintf(w, ", open_conns %d, goroutines %d", s.v.Wsauth.OpenConns, s.v.Wsauth.Goroutines)
+		}
+		if before != nil && s.v != before && open > 0 {
+			fmt.Fprintf(w, "; %.1f KiB/conn over before (heap+stacks, no forced GC)",
+				(float64(s.v.inuse())-float64(before.inuse()))/1024/float64(open))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func percentiles(d []time.Duration) (p50, p99, pmax time.Duration) {
+	slices.Sort(d)
+	at := func(q int) time.Duration { return d[min(len(d)-1, len(d)*q/100)].Round(10 * time.Microsecond) }
+	return at(50), at(99), d[len(d)-1].Round(10 * time.Microsecond)
+}
+
+func countsString(m map[string]int) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		parts = append(parts, fmt.Sprintf("%s: %d", k, m[k]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func sumValues[K comparable](m map[K]int) int {
+	n := 0
+	for _, v := range m {
+		n += v
+	}
+	return n
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
+
+func splitList(s string) []string {
+	var out []string
+	for part := range strings.SplitSeq(s, ",") {
+		if part = strings.TrimSpace(part); part != "" {
+			out = append(out, part)
+		}
+	}
+	return out
+}
