@@ -69,17 +69,21 @@ func TestNginx(t *testing.T) {
 
 	px := startNginx(t, nginx, dir, doc, addrA, addrB)
 	base := "https://" + px.addr
-	// The client dials from 127.0.0.2, an address that is not nginx's: the
-	// instances must log it, not nginx's 127.0.0.1.
-	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: px.roots},
-		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}).DialContext,
-	}}
-	t.Cleanup(client.CloseIdleConnections)
+	// Clients dial from 127.0.0.2 and up, addresses that are not nginx's:
+	// the instances must see them, not nginx's 127.0.0.1.
+	clientFrom := func(last byte) *http.Client {
+		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+			TLSClientConfig: &tls.Config{RootCAs: px.roots},
+			DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, last)}}).DialContext,
+		}}
+		t.Cleanup(c.CloseIdleConnections)
+		return c
+	}
+	client := clientFrom(2)
 	dialer := wsDialer{TLS: &tls.Config{RootCAs: px.roots}, Local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
 	sameOrigin := base
 
-	get := func(t *testing.T, path string, h http.Header) (int, http.Header, string) {
+	getFrom := func(t *testing.T, client *http.Client, path string, h http.Header) (int, http.Header, string) {
 		t.Helper()
 		req, _ := http.NewRequest("GET", base+path, nil)
 		copyHeader(req.Header, h)
@@ -90,6 +94,10 @@ func TestNginx(t *testing.T) {
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 		return resp.StatusCode, resp.Header, string(body)
+	}
+	get := func(t *testing.T, path string, h http.Header) (int, http.Header, string) {
+		t.Helper()
+		return getFrom(t, client, path, h)
 	}
 	post := func(t *testing.T, path string, h http.Header, body string) (int, http.Header, string) {
 		t.Helper()
@@ -261,6 +269,35 @@ func TestNginx(t *testing.T) {
 			if !strings.Contains(line+" ", " client=127.0.0.2 ") {
 				t.Errorf("log line of %s through nginx from 127.0.0.2 claiming 203.0.113.9:\n%s\nwant client=127.0.0.2", path, line)
 			}
+		}
+	})
+
+	t.Run("the failure throttle counts the real client, not nginx", func(t *testing.T) {
+		// 127.0.0.4 fails until both instances refuse it. Without
+		// -trusted-proxies every client would share nginx's bucket and
+		// 127.0.0.5 would be refused too.
+		drained, fresh := clientFrom(4), clientFrom(5)
+		bad := func(i int) http.Header { return bearer(fmt.Sprintf("bad-token-%033d", i)) }
+		throttled := map[string]bool{}
+		for i := 0; !throttled[addrA] || !throttled[addrB]; i++ {
+			if i == 200 {
+				t.Fatalf("200 bad tokens from one client through nginx; want both instances to answer 429 (got it from %v)", throttled)
+			}
+			switch status, hdr, body := getFrom(t, drained, "/api/me", bad(i)); status {
+			case 401:
+			case 429:
+				throttled[upstreamOf(t, hdr)] = true
+			default:
+				t.Fatalf("GET /api/me with bad token %d: %d %s; want 401 or 429", i, status, body)
+			}
+		}
+		spoofed := bad(-1)
+		spoofed.Set("X-Forwarded-For", "198.51.100.7")
+		if status, _, body := getFrom(t, drained, "/api/me", spoofed); status != 429 {
+			t.Errorf("throttled client claiming another address in X-Forwarded-For: %d %s; want 429", status, body)
+		}
+		if status, _, body := getFrom(t, fresh, "/api/me", bad(-2)); status != 401 {
+			t.Errorf("another client behind the same nginx: %d %s; want 401, its own bucket is full", status, body)
 		}
 	})
 
