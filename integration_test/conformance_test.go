@@ -357,13 +357,7 @@ func testRefresh(t *testing.T) {
 	short := e.issue("alice", 2*time.Second, "api", "ws")
 	expiry := time.Now().Add(2 * time.Second)
 	long := e.issue("alice", time.Hour, "api", "ws")
-	c, resp, body := e.dial("/ws", bearer(short))
-	if c == nil {
-		t.Fatalf("GET /ws: %d %s; want 101", resp.StatusCode, body)
-	}
-	if _, err := c.ReadJSON(5 * time.Second); err != nil {
-		t.Fatalf("reading welcome: %v", err)
-	}
+	c, _ := openWS(t, e, short)
 	c.WriteText(`{"type":"refresh","token":"` + long + `"}`)
 	if m, err := c.ReadJSON(5 * time.Second); err != nil || m["type"] != "refreshed" {
 		t.Fatalf("answer to refresh = %v, %v; want type refreshed", m, err)
@@ -384,13 +378,7 @@ func testRevocationClose(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withProfile())
 	tok := e.issue("alice", time.Hour, "api", "ws")
-	c, resp, body := e.dial("/ws", bearer(tok))
-	if c == nil {
-		t.Fatalf("GET /ws: %d %s; want 101", resp.StatusCode, body)
-	}
-	if _, err := c.ReadJSON(5 * time.Second); err != nil {
-		t.Fatalf("reading welcome: %v", err)
-	}
+	c, _ := openWS(t, e, tok)
 	e.svc.Revoke(tok)
 	c.ExpectClose(t, 5*profileRecheck, 3000, "")
 }
@@ -401,13 +389,7 @@ func testScopeLossClose(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withProfile())
 	tok := e.issue("alice", time.Hour, "api", "ws")
-	c, resp, body := e.dial("/ws", bearer(tok))
-	if c == nil {
-		t.Fatalf("GET /ws: %d %s; want 101", resp.StatusCode, body)
-	}
-	if _, err := c.ReadJSON(5 * time.Second); err != nil {
-		t.Fatalf("reading welcome: %v", err)
-	}
+	c, _ := openWS(t, e, tok)
 	e.svc.SetScopes(tok, []string{"api"})
 	c.ExpectClose(t, 5*profileRecheck, 3003, "")
 }

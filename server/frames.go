@@ -205,3 +205,22 @@ var (
 	pingCodec  = controlCodec(opPing)
 	pongCodec  = controlCodec(opPong)
 )
+
+// awaitClose reads and discards client frames until a close frame, an error
+// or the read deadline, after the server sent its own close (RFC 6455
+// §7.1.1: unread bytes would make the kernel reset the connection under the
+// close frame). It returns the error that ended it, nil for a close frame.
+func awaitClose(br *bufio.Reader) error {
+	for {
+		h, err := readHeader(br)
+		if err != nil {
+			return err
+		}
+		if h.op == opClose {
+			return nil
+		}
+		if _, err := br.Discard(int(h.length)); err != nil {
+			return err
+		}
+	}
+}

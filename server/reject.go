@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"net/http"
@@ -119,35 +118,6 @@ func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, rej wsRej
 // browser fails a handshake that answers none of the protocols it offered
 // and would then see 1006, not the close code.
 func (s *Server) rejectHandshake(cfg *websocket.Config, r *http.Request) error {
-	err := errOriginRefused
-	if _, ok := rejectionFrom(r.Context()); !ok {
-		err = errors.New("rejection hook reached without a decision")
-	} else if s.origins.allows(originOf(r), r.Host) {
-		err = nil
-	}
-	if err != nil {
-		if rl := logRecordFrom(r.Context()); rl != nil {
-			rl.status, rl.err = http.StatusForbidden, err
-		}
-		return err
-	}
-	cfg.Protocol = nil
-	if offersSubprotocol(r.Header) {
-		cfg.Protocol = []string{subprotocol}
-	}
-	return nil
-}
-
-// awaitClose reads and discards client frames until a close frame, an
-// error or the read deadline.
-func awaitClose(br *bufio.Reader) {
-	for {
-		h, err := readHeader(br)
-		if err != nil || h.op == opClose {
-			return
-		}
-		if _, err := br.Discard(int(h.length)); err != nil {
-			return
-		}
-	}
+	_, decided := rejectionFrom(r.Context())
+	return s.checkHandshake(cfg, r, decided, "rejection hook reached without a decision")
 }

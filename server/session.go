@@ -416,18 +416,8 @@ func (c *session) closeLocked(code int, reason string) {
 // frame or the deadline, so that unread bytes do not make the kernel reset
 // the connection and lose the close frame on its way (RFC 6455 §7.1.1).
 func (c *session) drain(br *bufio.Reader) {
-	for {
-		h, err := readHeader(br)
-		if _, ok := errors.AsType[*closeError](err); ok {
-			c.discard(br)
-			return
-		}
-		if err != nil || h.op == opClose {
-			return
-		}
-		if _, err := br.Discard(int(h.length)); err != nil {
-			return
-		}
+	if _, ok := errors.AsType[*closeError](awaitClose(br)); ok {
+		c.discard(br) // the client's stream is out of step
 	}
 }
 

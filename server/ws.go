@@ -101,9 +101,17 @@ func (s *Server) websocket() http.Handler {
 //   - the subprotocol choice: x/net/websocket fails the handshake unless at
 //     most one protocol is left, and must never echo wsauth.bearer.<token>.
 func (s *Server) handshake(cfg *websocket.Config, r *http.Request) error {
+	_, decided := authorizedFrom(r.Context())
+	return s.checkHandshake(cfg, r, decided, "handshake hook reached without a principal")
+}
+
+// checkHandshake is the body of both Handshake hooks: decided says whether
+// the request carries the decision the hook needs (a principal, or a
+// close-mode rejection); missing is the log's cause when it does not.
+func (s *Server) checkHandshake(cfg *websocket.Config, r *http.Request, decided bool, missing string) error {
 	err := errOriginRefused
-	if _, ok := authorizedFrom(r.Context()); !ok {
-		err = errors.New("handshake hook reached without a principal")
+	if !decided {
+		err = errors.New(missing)
 	} else if s.origins.allows(originOf(r), r.Host) {
 		err = nil
 	}
