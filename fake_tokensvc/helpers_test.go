@@ -34,6 +34,8 @@ func TestMain(m *testing.M) {
 // the stacks of goroutines still in net/http or this package.
 func leakedGoroutines() string {
 	deadline := time.Now().Add(5 * time.Second)
+	tick := time.NewTicker(10 * time.Millisecond) // polling for shutdown, with a deadline
+	defer tick.Stop()
 	for {
 		buf := make([]byte, 1<<20)
 		stacks := strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n")[1:] // [0] is this goroutine
@@ -46,7 +48,7 @@ func leakedGoroutines() string {
 		if len(leaked) == 0 || time.Now().After(deadline) {
 			return strings.Join(leaked, "\n\n")
 		}
-		time.Sleep(10 * time.Millisecond) // polling for shutdown, not ordering events
+		<-tick.C
 	}
 }
 
