@@ -3,6 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -105,3 +109,50 @@ func TestRecheckSaysExpiredPastExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestRecheckSweepKeepsToItsBudget: when the token system answers slowly, a
+// sweep starts no call past its budget, so that one sweep cannot run for
+// tokens/concurrency × the introspection timeout; the tokens it had no time
+// for keep their answer, and the sweep says how many.
+func TestRecheckSweepKeepsToItsBudget(t *testing.T) {
+	t.Parallel()
+	var calls atomic.Int64
+	slow := tokens.ValidatorFunc(func(context.Context, string) (tokens.Principal, error) {
+		calls.Add(1)
+		<-time.After(200 * time.Millisecond) // a deliberately slow token system
+		return tokens.Principal{Subject: "alice", Scopes: []string{"ws"}}, nil
+	})
+	var logs strings.Builder
+	var logMu sync.Mutex
+	s := New(Config{
+		Validator: slow,
+		Recheck:   time.Hour, // no background sweep: the test runs one itself
+		Logger:    slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) { logMu.Lock(); defer logMu.Unlock(); return logs.Write(p) }), nil)),
+	})
+	const nTokens = 3 * recheckConcurrency
+	for i := range nTokens {
+		a := authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}}, token: fmt.Sprintf("token-%d", i)}
+		sess, err := s.conns.reserve(a, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.conns.release(sess) }) // stops the registry's sweep goroutine
+	}
+	start := time.Now()
+	s.conns.recheckAll(50 * time.Millisecond)
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("sweep took %v; want about one slow call (200ms), not %d rounds of them", d, nTokens/recheckConcurrency)
+	}
+	if n := calls.Load(); n != recheckConcurrency {
+		t.Errorf("sweep with a 50ms budget made %d calls; want %d: the ones started before the budget ran out", n, recheckConcurrency)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if want := fmt.Sprintf("tokens=%d", nTokens-recheckConcurrency); !strings.Contains(logs.String(), "ran out of its interval") || !strings.Contains(logs.String(), want) {
+		t.Errorf("log = %q; want a warning naming %s skipped", logs.String(), want)
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
