@@ -357,7 +357,7 @@ func TestSlowlorisAndHalfOpen(t *testing.T) {
 // waits for the refill; another IP is not affected; a flood of one bad
 // token from many IPs is cut by the per-token bucket.
 func TestThrottleFailedAuthentications(t *testing.T) {
-	clk := newManualClock()
+	clk := newTestClock()
 	e := newEnv(t, withServer(func(c *server.Config) {
 		c.FailureBurst = 5
 		c.FailureRefill = 10 * time.Second
@@ -473,24 +473,4 @@ func TestMaxConnsPerSubject(t *testing.T) {
 	}
 	c.Close()
 	open[1].Close()
-}
-
-// manualClock is a clock tests move by hand.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newManualClock() *manualClock { return &manualClock{t: time.Now()} }
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
 }
