@@ -198,7 +198,16 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if cfg.wrap != nil {
 		h = cfg.wrap(e.srv)
 	}
-	if cfg.tls {
+	e.serve(h, cfg.tls, e.closeTokenService)
+	return e
+}
+
+// serve puts h, which fronts e.srv, on an httptest server and tears both
+// down when the test ends: the server's WebSockets first (httptest does not
+// wait for hijacked connections), then the listener, then after (the token
+// system), then the log.
+func (e *env) serve(h http.Handler, useTLS bool, after func()) {
+	if useTLS {
 		e.ts = httptest.NewTLSServer(h)
 		e.dialer.TLS = &tls.Config{RootCAs: e.ts.Client().Transport.(*http.Transport).TLSClientConfig.RootCAs}
 	} else {
@@ -207,17 +216,16 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	e.URL = e.ts.URL
 	e.client = e.ts.Client()
 	e.client.Timeout = 10 * time.Second
-	t.Cleanup(func() {
+	e.t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		e.srv.Shutdown(ctx)
 		e.ts.Close()
-		e.closeTokenService()
+		after()
 		e.log.mu.Lock()
 		e.log.done = true
 		e.log.mu.Unlock()
 	})
-	return e
 }
 
 // issue asks the fake for a token and remembers it for the log check.

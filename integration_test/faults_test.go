@@ -1,13 +1,11 @@
 package integration_test
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,20 +93,7 @@ func newFlakyEnv(t testing.TB, timeout, recheck time.Duration) (*env, *flakySvc,
 		Recheck:      recheck,
 		FailureBurst: -1,
 	})
-	e.ts = httptest.NewServer(e.srv)
-	e.URL = e.ts.URL
-	e.client = e.ts.Client()
-	e.client.Timeout = 10 * time.Second
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		e.srv.Shutdown(ctx)
-		e.ts.Close()
-		tr.CloseIdleConnections()
-		e.log.mu.Lock()
-		e.log.done = true
-		e.log.mu.Unlock()
-	})
+	e.serve(e.srv, false, tr.CloseIdleConnections)
 	return e, f, tr
 }
 
