@@ -36,10 +36,6 @@ func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
 	return a.p, ok
 }
 
-// authKey is the context key of an authorized value put in a request's
-// context directly, by code that does not go through require.
-type authKey struct{}
-
 // authorizedFrom returns what require stored in the request's logRecord.
 // The record is already in every request's context (logRequests), so
 // authorizing costs no second context value and no second copy of the
@@ -48,8 +44,7 @@ func authorizedFrom(ctx context.Context) (authorized, bool) {
 	if rl := logRecordFrom(ctx); rl != nil && rl.authOK {
 		return rl.auth, true
 	}
-	a, ok := ctx.Value(authKey{}).(authorized)
-	return a, ok
+	return authorized{}, false
 }
 
 // require lets through requests whose credential, from one of the accepted
@@ -61,14 +56,21 @@ func (s *Server) require(scope string, accepted source, next http.Handler) http.
 			s.writeError(w, r, err)
 			return
 		}
-		rl := logRecordFrom(r.Context())
-		if rl == nil { // a chain built without logRequests
-			rl = &logRecord{}
-			r = r.WithContext(context.WithValue(r.Context(), logKey{}, rl))
-		}
-		rl.auth, rl.authOK = a, true
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, withAuthorized(r, a))
 	})
+}
+
+// withAuthorized records a in r's log record, where authorizedFrom finds
+// it, and returns r, or a copy of r carrying a record when it had none (a
+// chain built without logRequests).
+func withAuthorized(r *http.Request, a authorized) *http.Request {
+	rl := logRecordFrom(r.Context())
+	if rl == nil {
+		rl = &logRecord{}
+		r = r.WithContext(context.WithValue(r.Context(), logKey{}, rl))
+	}
+	rl.auth, rl.authOK = a, true
+	return r
 }
 
 // authenticate runs steps 3 to 5 above, with the throttle of failed

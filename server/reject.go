@@ -72,7 +72,7 @@ func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := s.authenticate(r, "ws", accepted)
 		if err == nil {
-			next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), authKey{}, a)))
+			next.ServeHTTP(w, withAuthorized(r, a))
 			return
 		}
 		rej, ok := closeRejection(err)
