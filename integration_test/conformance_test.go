@@ -20,15 +20,20 @@ import (
 )
 
 // capabilities groups the tests by what a port of this design may or may
-// not have implemented, so that a run against a port says which it has
-// (issue 6). The test* functions of this file use only HTTP, WebSocket and
-// the fake token service's admin API, so they run in process or against
+// not have implemented, so that a run against a port says which it has.
+// Each verdict means one thing: "HTTP auth" opens no WebSocket, "WebSocket
+// auth" is whether a token by header, query or cookie decides the
+// handshake and how a refusal reads, and so on; cmd/wsauth-minimal, which
+// has some capabilities and not others, shows the split (README.md, "Why
+// the full server is bigger").
+//
+// The test* functions of this file use only HTTP, WebSocket and the fake
+// token service's admin API, so they run in process or against
 // WSAUTH_TARGET; the Test* functions of other files that need more (a
 // clock, a Config of their own, the server's Go API) skip themselves
-// against a target and count in the in-process verdicts only.
-// absent, when set, tells whether the target lacks the capability
-// altogether (its entry point does not exist): the verdict is then
-// "absent", not "FAIL".
+// against a target and count in the in-process verdicts only. absent, when
+// set, tells whether the target lacks the capability altogether (its entry
+// point does not exist): the verdict is then "absent", not "FAIL".
 var capabilities = []struct {
 	name     string
 	absent   func(e *env) string
@@ -39,24 +44,32 @@ var capabilities = []struct {
 	}
 }{
 	{name: "HTTP auth", tests: tests(
-		"AuthMatrix", TestAuthMatrix,
-		"Precedence", TestPrecedence,
+		"AuthMatrix", testAuthMatrixAPI,
+		"Precedence", testPrecedenceAPI,
 		"APIRefusals", testAPIRefusals)},
 	{name: "WebSocket auth", tests: tests(
-		"WelcomeEchoClose", testWebSocketSession,
+		"AuthMatrix", testAuthMatrixWS,
+		"Precedence", testPrecedenceWS,
+		"WelcomeEcho", testWebSocketSession,
 		"RefusedBeforeUpgrade", testWebSocketRefusals)},
+	{name: "bad handshakes", tests: tests(
+		"NotAHandshakeThisServerSpeaks", testBadHandshakes)},
+	{name: "closing handshake", tests: tests(
+		"ClientCloseAnswered", testClientClose)},
 	{name: "origin check", tests: tests(
 		"Origin", TestOrigin)},
 	{name: "subprotocol", tests: tests(
-		"Subprotocol", testSubprotocol)},
+		"Subprotocol", testSubprotocol,
+		"AuthMatrix", testAuthMatrixSubprotocol)},
 	{name: "tickets", absent: ticketsAbsent, tests: tests(
 		"TicketOnce", testTicketOnce,
 		"TicketMint", TestTicketMint,
 		"TicketRedeem", TestTicketRedeem)},
 	{name: "expiry close", tests: tests(
 		"ExpiryClose", testExpiryClose,
+		"TokenExpiryCloses3000", TestTokenExpiryCloses3000)},
+	{name: "refresh", tests: tests(
 		"RefreshOutlivesToken", testRefresh,
-		"TokenExpiryCloses3000", TestTokenExpiryCloses3000,
 		"Refresh", TestRefresh)},
 	{name: "revocation close", tests: tests(
 		"RevocationClose", testRevocationClose,
@@ -86,8 +99,20 @@ func tests(nameAndFunc ...any) []struct {
 }
 
 // TestConformance runs every capability's tests and prints a verdict per
-// capability. The tests in it also run on their own, so a plain `go test`
-// skips it unless -run names it or WSAUTH_TARGET is set:
+// capability:
+//   - PASS: every test passed (some may have skipped);
+//   - FAIL: a test failed: a good request was refused, a bad one let in,
+//     or an answer was wrong;
+//   - refused-unreadably: every test passed but for refusals that said
+//     nothing but a 4xx status, as x/net/websocket's Handshake hook
+//     answers (checkRefusal): the server let in what it should and kept
+//     out what it should, but a client cannot tell why it was kept out.
+//     The bare refusals fail TestConformance all the same;
+//   - absent: the target lacks the capability's entry point;
+//   - SKIP: the suite cannot test it here, or every test skipped.
+//
+// The tests in it also run on their own, so a plain `go test` skips it
+// unless -run names it or WSAUTH_TARGET is set:
 //
 //	go test ./integration_test -run Conformance -v
 //	WSAUTH_TARGET=http://127.0.0.1:8080 WSAUTH_TOKENSVC=http://127.0.0.1:8081 \
@@ -114,9 +139,23 @@ func TestConformance(t *testing.T) {
 				continue
 			}
 		}
-		var mu sync.Mutex
-		ran, skipped := 0, 0
-		ok := t.Run(c.name, func(t *testing.T) {
+		var (
+			mu           sync.Mutex
+			ran, skipped int
+			failed       bool
+			bare         []string
+		)
+		t.Run(c.name, func(t *testing.T) {
+			// Runs once every test of the capability, parallel ones
+			// included, has ended: whatever failed the capability by then
+			// is not a bare refusal, which checkRefusal only noted.
+			t.Cleanup(func() {
+				failed = t.Failed()
+				bare = bareRefusals(t.Name())
+				for _, b := range bare {
+					t.Error(b)
+				}
+			})
 			for _, tc := range c.tests {
 				t.Run(tc.name, func(t *testing.T) {
 					defer func() {
@@ -133,8 +172,10 @@ func TestConformance(t *testing.T) {
 		})
 		v := verdict{c.name, "PASS", fmt.Sprintf("%d tests", ran)}
 		switch {
-		case !ok:
+		case failed:
 			v.result = "FAIL"
+		case len(bare) > 0:
+			v.result, v.detail = "refused-unreadably", fmt.Sprintf("%d bare refusals, nothing let in that should not be", len(bare))
 		case skipped == ran:
 			v.result, v.detail = "SKIP", "every test skipped"
 		case skipped > 0:
@@ -145,9 +186,43 @@ func TestConformance(t *testing.T) {
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nconformance against %s:\n", describeTarget())
 	for _, v := range verdicts {
-		fmt.Fprintf(&b, "  %-18s %-6s %s\n", v.name, v.result, v.detail)
+		fmt.Fprintf(&b, "  %-18s %-18s %s\n", v.name, v.result, v.detail)
 	}
 	fmt.Print(b.String())
+}
+
+// The bare refusals checkRefusal met inside TestConformance, by capability
+// (the test name "TestConformance/<capability>").
+var (
+	bareMu sync.Mutex
+	bare   = map[string][]string{}
+)
+
+// refusedUnreadably reports a bare refusal. Inside TestConformance it is
+// noted for the capability's verdict, which fails with it once all its
+// tests have ended; anywhere else the test fails.
+func refusedUnreadably(t *testing.T, msg string) {
+	t.Helper()
+	parts := strings.SplitN(t.Name(), "/", 3)
+	if len(parts) < 3 || parts[0] != "TestConformance" {
+		t.Error(msg)
+		return
+	}
+	t.Log(msg)
+	bareMu.Lock()
+	defer bareMu.Unlock()
+	capability := parts[0] + "/" + parts[1]
+	bare[capability] = append(bare[capability], t.Name()+": "+msg)
+}
+
+// bareRefusals returns, and forgets, the bare refusals noted for the
+// capability whose test is named capability.
+func bareRefusals(capability string) []string {
+	bareMu.Lock()
+	defer bareMu.Unlock()
+	b := bare[capability]
+	delete(bare, capability)
+	return b
 }
 
 // bearer is the header that carries tok as a bearer token.
@@ -185,8 +260,7 @@ func testAPIRefusals(t *testing.T) {
 }
 
 // testWebSocketSession: a valid token opens a WebSocket whose welcome and
-// echoes name the subject, and a client's close is answered with its code
-// (RFC 6455 §5.5.1).
+// echoes name the subject.
 func testWebSocketSession(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withProfile())
@@ -215,6 +289,15 @@ func testWebSocketSession(t *testing.T) {
 			t.Errorf("echo of %q = %v, %v; want {type:echo sub:alice data:%q}", msg, m, err, msg)
 		}
 	}
+	c.Close()
+}
+
+// testClientClose: the server answers a client's close frame with the
+// client's code (RFC 6455 §5.5.1).
+func testClientClose(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withProfile())
+	c, _ := openWS(t, e, e.issue("alice", time.Hour, "api", "ws"))
 	if err := c.WriteClose(4001, "bye"); err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +309,6 @@ func testWebSocketSession(t *testing.T) {
 func testWebSocketRefusals(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withProfile())
-	alice := e.issue("alice", time.Hour, "api", "ws")
 	bob := e.issue("bob", time.Hour, "api")
 	for _, tc := range []struct {
 		name      string
@@ -246,9 +328,34 @@ func testWebSocketRefusals(t *testing.T) {
 		}
 		checkRefusal(t, tc.name, resp.StatusCode, resp.Header, body, tc.status, tc.challenge, tc.code, bob)
 	}
-	c, resp, _ := e.dial("/ws", http.Header{"Authorization": {"Bearer " + alice}, "Sec-WebSocket-Version": {"8"}})
-	if c != nil || resp.StatusCode != 426 || resp.Header.Get("Sec-WebSocket-Version") != "13" {
-		t.Errorf("Sec-WebSocket-Version 8: %v; want 426 with Sec-WebSocket-Version: 13", resp.Status)
+}
+
+// testBadHandshakes: a request to /ws that is not a WebSocket handshake this
+// server speaks is refused before the upgrade with 426, naming what it
+// needs (RFC 6455 §4.2.2, §4.4), even with a valid token.
+func testBadHandshakes(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withProfile())
+	alice := e.issue("alice", time.Hour, "api", "ws")
+	for _, tc := range []struct {
+		name         string
+		h            http.Header
+		header, want string // a header the answer must carry
+	}{
+		{"Sec-WebSocket-Version 8", http.Header{"Authorization": {"Bearer " + alice}, "Sec-WebSocket-Version": {"8"}},
+			"Sec-WebSocket-Version", "13"},
+		{"no Upgrade header", http.Header{"Authorization": {"Bearer " + alice}, "Upgrade": nil},
+			"Upgrade", "websocket"},
+	} {
+		c, resp, body := e.dial("/ws", tc.h)
+		if c != nil {
+			t.Errorf("%s: upgraded; want 426", tc.name)
+			continue
+		}
+		if checkRefusal(t, tc.name, resp.StatusCode, resp.Header, body, 426, "", "invalid_request", alice) &&
+			resp.Header.Get(tc.header) != tc.want {
+			t.Errorf("%s: %s = %q; want %q", tc.name, tc.header, resp.Header.Get(tc.header), tc.want)
+		}
 	}
 }
 
@@ -407,6 +514,17 @@ func shutdownUntestable() string {
 // opens no new one. Against a target, it sends SIGTERM to
 // WSAUTH_TARGET_PID: run it last.
 func testShutdown(t *testing.T) {
+	var pid int
+	if remote() {
+		var err error
+		if pid, err = strconv.Atoi(os.Getenv("WSAUTH_TARGET_PID")); err != nil {
+			t.Fatalf("WSAUTH_TARGET_PID: %v", err)
+		}
+		if isGoCommand(pid) {
+			t.Fatalf("WSAUTH_TARGET_PID %d is the go command: under go run the server is its child, "+
+				"which a SIGTERM to go leaves running. Give the server's own pid, or build it and run the binary", pid)
+		}
+	}
 	e := newEnv(t, withProfile())
 	tok := e.issue("alice", time.Hour, "api", "ws")
 	var conns []*wsConn
@@ -421,10 +539,6 @@ func testShutdown(t *testing.T) {
 		conns = append(conns, c)
 	}
 	if remote() {
-		pid, err := strconv.Atoi(os.Getenv("WSAUTH_TARGET_PID"))
-		if err != nil {
-			t.Fatalf("WSAUTH_TARGET_PID: %v", err)
-		}
 		p, _ := os.FindProcess(pid) // never fails on Unix
 		if err := p.Signal(syscall.SIGTERM); err != nil {
 			t.Fatalf("SIGTERM to the target: %v", err)
@@ -454,4 +568,11 @@ func testShutdown(t *testing.T) {
 	case err == nil && resp.StatusCode != 503:
 		t.Errorf("dial after shutdown: %s; want a refused connection or 503", resp.Status)
 	}
+}
+
+// isGoCommand reports whether process pid is the go command, where /proc
+// can tell (Linux).
+func isGoCommand(pid int) bool {
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return err == nil && strings.TrimSpace(string(comm)) == "go"
 }

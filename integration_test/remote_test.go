@@ -15,7 +15,7 @@ import (
 	faketokensvc "wsauth/fake_tokensvc"
 )
 
-// Conformance mode (issue 6): with WSAUTH_TARGET (the server under test)
+// Conformance mode: with WSAUTH_TARGET (the server under test)
 // and WSAUTH_TOKENSVC (a running fake token service that the server
 // introspects at) both set, newEnv talks to them over HTTP instead of
 // starting its own servers, so that the black-box tests grouped in
@@ -24,7 +24,10 @@ import (
 // its own, TLS, a timeout), skips itself there.
 //
 // The target must be started with the conformance profile: the settings
-// the in-process env gets from withProfile.
+// the in-process env gets from withProfile. WSAUTH_TARGET_PID, when set, is
+// the target's process id, which the shutdown capability stops: the
+// server's own, not that of `go run`, which does not pass SIGTERM on to the
+// server it runs.
 var (
 	remoteTarget   = strings.TrimSuffix(os.Getenv("WSAUTH_TARGET"), "/")
 	remoteTokenSvc = strings.TrimSuffix(os.Getenv("WSAUTH_TOKENSVC"), "/")
@@ -36,7 +39,8 @@ func remote() bool { return remoteTarget != "" && remoteTokenSvc != "" }
 // Conformance profile: how a target under WSAUTH_TARGET must be configured.
 // For cmd/wsauth: -allowed-origins https://app.example.com -recheck 1s
 // -auth-burst 0 (the suite sends hundreds of failing requests from one
-// address; a failure throttle would answer them 429).
+// address; a failure throttle would answer them 429). cmd/wsauth-minimal
+// has none of these options, and fails the capabilities that need them.
 const (
 	profileOrigin  = "https://app.example.com"
 	profileRecheck = time.Second

@@ -110,13 +110,29 @@ func TestBadRequests(t *testing.T) {
 // client holding a fresh token is not refused for a stale cookie.
 func TestPrecedence(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t)
+	t.Run("api", testPrecedenceAPI)
+	t.Run("ws", testPrecedenceWS)
+}
+
+// freshBearerStaleCookie is a request's headers with a valid bearer token
+// and an expired one in the cookie, both alice's.
+func freshBearerStaleCookie(e *env) http.Header {
 	fresh := e.issue("alice", time.Hour, "api", "ws")
 	stale := e.issue("alice", 0, "api", "ws")
-	h := http.Header{"Authorization": {"Bearer " + fresh}, "Cookie": {"token=" + stale}}
-	status, _, body := e.get("/api/me", h)
+	return http.Header{"Authorization": {"Bearer " + fresh}, "Cookie": {"token=" + stale}}
+}
+
+func testPrecedenceAPI(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	status, _, body := e.get("/api/me", freshBearerStaleCookie(e))
 	checkMe(t, status, body, "alice")
-	c, resp, body := e.dial("/ws", h)
+}
+
+func testPrecedenceWS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	c, resp, body := e.dial("/ws", freshBearerStaleCookie(e))
 	if c == nil {
 		t.Fatalf("WebSocket with a valid bearer and a stale cookie: %d %s; want 101", resp.StatusCode, body)
 	}
