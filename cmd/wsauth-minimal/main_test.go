@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -383,5 +384,48 @@ func TestStaysMinimal(t *testing.T) {
 		if strings.Contains(first, ".") && path != "golang.org/x/net/websocket" || first == "wsauth" && path != "wsauth/tokens" {
 			t.Errorf("main.go imports %s; want only the standard library, golang.org/x/net/websocket and wsauth/tokens", path)
 		}
+	}
+}
+
+// TestREADMEQuotesTheCore: the first Go code in README.md is serveWS as
+// main.go has it, less its "full server:" lines, which only the file keeps.
+func TestREADMEQuotesTheCore(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("main.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var quote, core []string
+	for sc, in := bufio.NewScanner(strings.NewReader(string(readme))), false; sc.Scan(); {
+		line := sc.Text()
+		if line == "```go" {
+			in = true
+			continue
+		}
+		if in && line == "```" {
+			break
+		}
+		if in {
+			quote = append(quote, line)
+		}
+	}
+	for sc, in := bufio.NewScanner(strings.NewReader(string(src))), false; sc.Scan(); {
+		line := sc.Text()
+		in = in || strings.HasPrefix(line, "func serveWS(")
+		if in && !strings.HasPrefix(strings.TrimSpace(line), "// full server:") {
+			core = append(core, line)
+		}
+		if in && line == "}" {
+			break
+		}
+	}
+	if len(core) == 0 {
+		t.Fatal("main.go has no func serveWS")
+	}
+	if q, c := strings.Join(quote, "\n"), strings.Join(core, "\n"); q != c {
+		t.Errorf("README.md's first Go code is\n%s\n\nwant serveWS from cmd/wsauth-minimal/main.go, without its \"full server:\" lines:\n%s", q, c)
 	}
 }
