@@ -243,7 +243,7 @@ func TestAPI(t *testing.T) {
 		h         http.Header
 		status    int
 		challenge string
-		code      string // the body's "error", or the subject for a 200
+		want      string // the body's "sub" for a 200, else its "error"
 	}{
 		{"bearer", "/api/me", bearer(alice), 200, "", "alice"},
 		{"cookie", "/api/me", http.Header{"Cookie": {"token=" + alice}}, 200, "", "alice"},
@@ -265,13 +265,24 @@ func TestAPI(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer resp.Body.Close()
-			var body struct{ Sub, Error, Error_description string }
+			var body struct {
+				Sub         string `json:"sub"`
+				Error       string `json:"error"`
+				Description string `json:"error_description"`
+			}
 			json.NewDecoder(resp.Body).Decode(&body)
 			if resp.StatusCode != tc.status || resp.Header.Get("WWW-Authenticate") != tc.challenge {
-				t.Errorf("GET %s with %s: %d, WWW-Authenticate %q; want %d, %q", tc.path, tc.name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.status, tc.challenge)
+				t.Errorf("GET /api/me with %s: %d, WWW-Authenticate %q; want %d, %q", tc.name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), tc.status, tc.challenge)
 			}
-			if got := body.Sub + body.Error; got != tc.code || tc.status != 200 && body.Error_description == "" {
-				t.Errorf("GET %s with %s: body %+v; want %q", tc.path, tc.name, body, tc.code)
+			got := body.Sub
+			if tc.status != 200 {
+				got = body.Error
+				if body.Description == "" {
+					t.Errorf("GET /api/me with %s: no error_description", tc.name)
+				}
+			}
+			if got != tc.want {
+				t.Errorf("GET /api/me with %s: body %+v; want %q", tc.name, body, tc.want)
 			}
 		})
 	}
@@ -295,12 +306,13 @@ func TestWebSocket(t *testing.T) {
 			t.Fatalf("dial with a valid token: %v", err)
 		}
 		defer ws.Close()
-		var welcome, echo struct{ Type, Sub, Data string }
-		if err := websocket.JSON.Receive(ws, &welcome); err != nil || welcome.Type != "welcome" || welcome.Sub != "alice" {
+		type message struct{ Type, Sub, Data string }
+		var welcome, echo message
+		if err := websocket.JSON.Receive(ws, &welcome); err != nil || welcome != (message{"welcome", "alice", ""}) {
 			t.Errorf("first message = %+v, %v; want a welcome for alice", welcome, err)
 		}
 		websocket.Message.Send(ws, "hello")
-		if err := websocket.JSON.Receive(ws, &echo); err != nil || echo != (struct{ Type, Sub, Data string }{"echo", "alice", "hello"}) {
+		if err := websocket.JSON.Receive(ws, &echo); err != nil || echo != (message{"echo", "alice", "hello"}) {
 			t.Errorf("answer to hello = %+v, %v; want an echo of hello for alice", echo, err)
 		}
 	})
