@@ -373,10 +373,11 @@ const maxRequestHead = 16 << 10
 // limit is the one documented.
 const netHTTPSlop = 4096
 
-// httpServer is the http.Server in front of h, with every limit set
-// (STYLE.md rule 10): a client that dribbles its headers is dropped after
-// ReadHeaderTimeout, a request head past maxRequestHead gets 431, an idle
-// keep-alive connection is closed after IdleTimeout.
+// httpServer is the http.Server in front of h, with every limit set, as
+// net/http's zero values wait forever and accept a 1 MB head: a client
+// that dribbles its headers is dropped after ReadHeaderTimeout, a request
+// head past maxRequestHead gets 431, an idle keep-alive connection is
+// closed after IdleTimeout.
 func httpServer(h http.Handler, logger *slog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
