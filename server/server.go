@@ -34,8 +34,32 @@ type refresher interface {
 	Refresh(ctx context.Context, token string) (tokens.Principal, error)
 }
 
-// Config holds the server's dependencies and options. Zero fields take the
-// defaults in withDefaults.
+// Defaults for Config's zero fields. cmd/wsauth's flags take theirs from
+// here, so that the command line and the package cannot drift apart.
+const (
+	DefaultRealm              = "wsauth"
+	DefaultCookieName         = "token"
+	DefaultRecheck            = 60 * time.Second
+	DefaultMaxMessageBytes    = 64 << 10
+	DefaultMaxConns           = 10_000
+	DefaultWriteTimeout       = 10 * time.Second
+	DefaultPingInterval       = 30 * time.Second
+	DefaultCloseTimeout       = 2 * time.Second
+	DefaultFailureBurst       = 20
+	DefaultFailureRefill      = time.Second
+	DefaultThrottleMaxKeys    = 100_000
+	DefaultMaxConnsPerSubject = 100
+	DefaultMaxTickets         = 100_000
+	DefaultDemoTTL            = time.Hour
+)
+
+// Config holds the server's dependencies and options.
+//
+// A zero field means its default (the Default constants above). A negative
+// value means "off" on the fields that say so (FailureBurst,
+// MaxConnsPerSubject); on every other number it is a mistake, and New
+// panics rather than quietly run with the default: a bound or an interval
+// that has no "off" must not get one by accident.
 type Config struct {
 	// Validator answers whether a token is valid. Required.
 	Validator validator
@@ -45,9 +69,14 @@ type Config struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 
-	// Realm is the realm of WWW-Authenticate challenges. Default "wsauth".
+	// Realm is the realm of WWW-Authenticate challenges. Empty means
+	// DefaultRealm.
 	Realm string
-	// CookieName is the cookie holding a browser's token. Default "token".
+	// CookieName is the cookie holding a browser's token. Empty means
+	// DefaultCookieName. Under TLS, prefer a name with the __Host- prefix
+	// (RFC 6265bis §4.1.3.2): a browser then accepts the cookie only if it
+	// is Secure, has Path=/ and no Domain, so that no other host or port of
+	// the site can plant one in its place.
 	CookieName string
 	// NoQueryToken turns off ?token= on /ws. Query tokens end up in
 	// access logs, browser history and Referer headers; they exist for
@@ -72,38 +101,45 @@ type Config struct {
 	TrustedProxies []netip.Prefix
 
 	// Recheck is how often open connections' tokens are validated again.
-	// Default 60s.
+	// Zero means DefaultRecheck (60s). It has no "off": without rechecks a
+	// revoked token's WebSocket would stay open until the token expires.
 	Recheck time.Duration
-	// MaxMessageBytes bounds one client message. Default 64 KiB.
+	// MaxMessageBytes bounds one client message. Zero means
+	// DefaultMaxMessageBytes (64 KiB); it has no "off".
 	MaxMessageBytes int
-	// MaxConns bounds open WebSocket connections. Default 10,000.
+	// MaxConns bounds open WebSocket connections. Zero means
+	// DefaultMaxConns (10,000); it has no "off".
 	MaxConns int
-	// WriteTimeout bounds one write to a WebSocket client. Default 10s.
+	// WriteTimeout bounds one write to a WebSocket client. Zero means
+	// DefaultWriteTimeout (10s); it has no "off".
 	WriteTimeout time.Duration
 	// PingInterval is how often an idle connection is pinged; a peer that
 	// sends nothing, not even a pong, for PingInterval plus WriteTimeout is
-	// dropped. Default 30s.
+	// dropped. Zero means DefaultPingInterval (30s); it has no "off".
 	PingInterval time.Duration
 	// CloseTimeout is how long the server waits for the client's answer to
-	// its close frame before dropping the TCP connection. Default 2s.
+	// its close frame before dropping the TCP connection. Zero means
+	// DefaultCloseTimeout (2s); it has no "off".
 	CloseTimeout time.Duration
 
 	// FailureBurst is how many failed authentications (401, 400, 431) a client
 	// IP, or one presented token, may have in a row before further attempts
 	// are answered 429 with Retry-After, without asking the token system.
-	// Default 20; negative turns the throttle off. A token that
-	// authenticated in the last 10 minutes is not held back by its IP's
-	// failures (throttle.go, docs/SECURITY.md).
+	// Zero means DefaultFailureBurst (20); negative turns the throttle off.
+	// A token that authenticated in the last 10 minutes is not held back by
+	// its IP's failures (throttle.go, docs/SECURITY.md).
 	FailureBurst int
 	// FailureRefill is how long a throttled IP or token waits to regain one
-	// attempt. Default 1s.
+	// attempt. Zero means DefaultFailureRefill (1s); it has no "off" (turn
+	// the throttle off with FailureBurst).
 	FailureRefill time.Duration
 	// ThrottleMaxKeys bounds the IPs and token hashes the throttle
-	// remembers; past it the least recently seen are forgotten. Default
-	// 100,000.
+	// remembers; past it the least recently seen are forgotten. Zero means
+	// DefaultThrottleMaxKeys (100,000); it has no "off".
 	ThrottleMaxKeys int
 	// MaxConnsPerSubject bounds one subject's open WebSockets; past it, the
-	// handshake is answered 429. Default 100; negative means no bound.
+	// handshake is answered 429. Zero means DefaultMaxConnsPerSubject (100);
+	// negative means no bound.
 	MaxConnsPerSubject int
 
 	// TicketKey is the 32-byte AES-256-GCM key that seals one-time tickets
@@ -111,7 +147,8 @@ type Config struct {
 	// Nil means a random key for this process, logged as such.
 	TicketKey []byte
 	// MaxTickets bounds the ids of unexpired tickets one instance remembers
-	// to refuse a second use; past it, minting answers 503. Default 100,000.
+	// to refuse a second use; past it, minting answers 503. Zero means
+	// DefaultMaxTickets (100,000); it has no "off".
 	MaxTickets int
 	// WSReject is how /ws refuses a missing or invalid token or a lacking
 	// scope: "http" (default), a 401 or 403 before the upgrade; or "close",
@@ -123,7 +160,7 @@ type Config struct {
 	// token service: anyone who can reach the server can sign in as anyone.
 	DemoIssuer issuer
 	// DemoTTL is the lifetime of a token from /dev/login when the request
-	// names none. Default 1h.
+	// names none. Zero means DefaultDemoTTL (1h); it has no "off".
 	DemoTTL time.Duration
 }
 
@@ -133,6 +170,8 @@ const (
 	RejectClose = "close"
 )
 
+// withDefaults fills the zero fields. It panics on a negative value where
+// the field has no "off" (see Config).
 func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -141,51 +180,42 @@ func (c Config) withDefaults() Config {
 		c.Now = time.Now
 	}
 	if c.Realm == "" {
-		c.Realm = "wsauth"
+		c.Realm = DefaultRealm
 	}
 	if c.CookieName == "" {
-		c.CookieName = "token"
+		c.CookieName = DefaultCookieName
 	}
-	if c.Recheck <= 0 {
-		c.Recheck = 60 * time.Second
-	}
-	if c.MaxMessageBytes <= 0 {
-		c.MaxMessageBytes = 64 << 10
-	}
-	if c.MaxConns <= 0 {
-		c.MaxConns = 10_000
-	}
-	if c.WriteTimeout <= 0 {
-		c.WriteTimeout = 10 * time.Second
-	}
-	if c.PingInterval <= 0 {
-		c.PingInterval = 30 * time.Second
-	}
-	if c.CloseTimeout <= 0 {
-		c.CloseTimeout = 2 * time.Second
-	}
+	orDefault(&c.Recheck, DefaultRecheck, "Recheck")
+	orDefault(&c.MaxMessageBytes, DefaultMaxMessageBytes, "MaxMessageBytes")
+	orDefault(&c.MaxConns, DefaultMaxConns, "MaxConns")
+	orDefault(&c.WriteTimeout, DefaultWriteTimeout, "WriteTimeout")
+	orDefault(&c.PingInterval, DefaultPingInterval, "PingInterval")
+	orDefault(&c.CloseTimeout, DefaultCloseTimeout, "CloseTimeout")
 	if c.FailureBurst == 0 {
-		c.FailureBurst = 20
+		c.FailureBurst = DefaultFailureBurst
 	}
-	if c.FailureRefill <= 0 {
-		c.FailureRefill = time.Second
-	}
-	if c.ThrottleMaxKeys <= 0 {
-		c.ThrottleMaxKeys = 100_000
-	}
+	orDefault(&c.FailureRefill, DefaultFailureRefill, "FailureRefill")
+	orDefault(&c.ThrottleMaxKeys, DefaultThrottleMaxKeys, "ThrottleMaxKeys")
 	if c.MaxConnsPerSubject == 0 {
-		c.MaxConnsPerSubject = 100
+		c.MaxConnsPerSubject = DefaultMaxConnsPerSubject
 	}
-	if c.MaxTickets <= 0 {
-		c.MaxTickets = 100_000
-	}
+	orDefault(&c.MaxTickets, DefaultMaxTickets, "MaxTickets")
 	if c.WSReject == "" {
 		c.WSReject = RejectHTTP
 	}
-	if c.DemoTTL <= 0 {
-		c.DemoTTL = time.Hour
-	}
+	orDefault(&c.DemoTTL, DefaultDemoTTL, "DemoTTL")
 	return c
+}
+
+// orDefault sets a zero *v to def and panics on a negative one: the field
+// has no "off", and a silent default would hide the mistake.
+func orDefault[T int | time.Duration](v *T, def T, name string) {
+	switch {
+	case *v == 0:
+		*v = def
+	case *v < 0:
+		panic("server: Config." + name + " is negative; it has no \"off\" (zero means the default)")
+	}
 }
 
 // Server is the HTTP and WebSocket surface. Create it with New; it is an
@@ -203,8 +233,9 @@ type Server struct {
 }
 
 // New returns a Server. It panics if cfg.Validator is nil, if
-// cfg.TicketKey is set but not 32 bytes, or if cfg.WSReject is unknown: a
-// server that cannot check tokens as configured must not start.
+// cfg.TicketKey is set but not 32 bytes, if cfg.WSReject is unknown, or if
+// a field that has no "off" is negative: a server that cannot run as
+// configured must not start.
 func New(cfg Config) *Server {
 	if cfg.Validator == nil {
 		panic("server: Config.Validator is nil")

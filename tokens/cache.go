@@ -20,16 +20,23 @@ const (
 	DefaultCacheMaxEntries = 100_000
 )
 
-// CacheConfig tunes a Cache. Zero fields take the defaults above.
+// CacheConfig tunes a Cache. A zero field means its default (the
+// constants above); a negative TTL or InvalidTTL means "off".
 type CacheConfig struct {
 	// TTL bounds how long a valid answer is reused; a token's own expiry
 	// ends it sooner. It is also how long a revocation can go unnoticed by
-	// new requests, so keep it short.
+	// new requests, so keep it short. Zero means DefaultCacheTTL (30s);
+	// negative means valid answers are not reused at all (concurrent
+	// validations of one token still share one call).
 	TTL time.Duration
 	// InvalidTTL is how long an invalid answer is reused, so that a flood of
 	// one bad token does not become a flood of calls to the token system.
+	// Zero means DefaultCacheInvalidTTL (5s); negative means invalid answers
+	// are not reused.
 	InvalidTTL time.Duration
 	// MaxEntries bounds the entries kept; past it the oldest go first.
+	// Zero means DefaultCacheMaxEntries (100,000). It has no "off": NewCache
+	// panics on a negative value (turn caching off with TTL and InvalidTTL).
 	MaxEntries int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -69,16 +76,20 @@ type call struct {
 	err  error
 }
 
-// NewCache returns a Cache in front of next.
+// NewCache returns a Cache in front of next. It panics if cfg.MaxEntries
+// is negative.
 func NewCache(next Validator, cfg CacheConfig) *Cache {
-	if cfg.TTL <= 0 {
+	if cfg.TTL == 0 {
 		cfg.TTL = DefaultCacheTTL
 	}
-	if cfg.InvalidTTL <= 0 {
+	if cfg.InvalidTTL == 0 {
 		cfg.InvalidTTL = DefaultCacheInvalidTTL
 	}
-	if cfg.MaxEntries <= 0 {
+	switch {
+	case cfg.MaxEntries == 0:
 		cfg.MaxEntries = DefaultCacheMaxEntries
+	case cfg.MaxEntries < 0:
+		panic("tokens: CacheConfig.MaxEntries is negative; it has no \"off\" (zero means the default)")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -192,7 +203,10 @@ func (c *Cache) store(k key, p Principal, err error) {
 		return
 	}
 	if el, ok := c.entries[k]; ok {
-		c.remove(el)
+		c.remove(el) // the new answer replaces it, or, if off, outdates it
+	}
+	if !until.After(now) {
+		return // reuse is off (negative TTL), or the token expires now
 	}
 	c.entries[k] = c.order.PushBack(&entry{key: k, p: p, err: err, until: until})
 	for len(c.entries) > c.cfg.MaxEntries {

@@ -209,3 +209,58 @@ func TestCacheSurvivesPanickingValidator(t *testing.T) {
 		t.Fatal("second Validate blocked after the first call panicked")
 	}
 }
+
+// TestCacheZeroAndNegative: a zero CacheConfig field means its default, a
+// negative TTL or InvalidTTL turns reuse of that kind of answer off, and a
+// negative MaxEntries, which has no "off", panics.
+func TestCacheZeroAndNegative(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	bad := errors.New("no such token")
+	for _, tc := range []struct {
+		name                 string
+		cfg                  tokens.CacheConfig
+		validCalls, badCalls int64 // calls for 3 validations of each
+	}{
+		{"zero: defaults", tokens.CacheConfig{}, 1, 1},
+		{"negative TTL: valid answers not reused", tokens.CacheConfig{TTL: -1}, 3, 1},
+		{"negative InvalidTTL: invalid answers not reused", tokens.CacheConfig{InvalidTTL: -1}, 1, 3},
+		{"both negative", tokens.CacheConfig{TTL: -1, InvalidTTL: -1}, 3, 3},
+	} {
+		next := &counting{answers: map[string]error{"bad": fmt.Errorf("%w: %w", tokens.ErrInvalid, bad)}}
+		c := tokens.NewCache(next, tc.cfg)
+		for range 3 {
+			c.Validate(ctx, "good")
+		}
+		if got := next.calls.Load(); got != tc.validCalls {
+			t.Errorf("%s: 3 validations of a valid token: %d calls; want %d", tc.name, got, tc.validCalls)
+		}
+		before := next.calls.Load()
+		for range 3 {
+			c.Validate(ctx, "bad")
+		}
+		if got := next.calls.Load() - before; got != tc.badCalls {
+			t.Errorf("%s: 3 validations of an invalid token: %d calls; want %d", tc.name, got, tc.badCalls)
+		}
+	}
+
+	// A Refresh whose answer may not be reused also drops the answer it
+	// replaces: an old "invalid" must not outlive a new "valid".
+	next := &counting{answers: map[string]error{"tok": tokens.ErrInvalid}}
+	c := tokens.NewCache(next, tokens.CacheConfig{TTL: -1})
+	c.Validate(ctx, "tok")
+	delete(next.answers, "tok")
+	if _, err := c.Refresh(ctx, "tok"); err != nil {
+		t.Fatalf("Refresh of a token now valid: %v", err)
+	}
+	if _, err := c.Validate(ctx, "tok"); err != nil {
+		t.Errorf("Validate after a Refresh answered valid, with TTL off: %v; want nil, not the older invalid answer", err)
+	}
+
+	defer func() {
+		if recover() == nil {
+			t.Error("NewCache with MaxEntries -1 did not panic; a cache has no unbounded mode")
+		}
+	}()
+	tokens.NewCache(next, tokens.CacheConfig{MaxEntries: -1})
+}

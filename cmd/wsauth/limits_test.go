@@ -63,3 +63,57 @@ func TestHTTPServerLimits(t *testing.T) {
 		t.Errorf("unfinished headers: answered %d after %v; want dropped after about %v", status, d, hs.ReadHeaderTimeout)
 	}
 }
+
+// TestRequestHeadLimit shows exactly where the head of a request (request
+// line, headers and the blank line after them) starts being refused: a
+// head of maxRequestHead (16 KiB) bytes is served, one byte more is
+// answered 431. net/http reads 4 KiB past MaxHeaderBytes before it
+// refuses, so MaxHeaderBytes alone would let about 20 KiB through.
+func TestRequestHeadLimit(t *testing.T) {
+	t.Parallel()
+	hs := httpServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}), slog.New(slog.DiscardHandler))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go hs.Serve(ln)
+	defer hs.Close()
+
+	// head returns a GET whose head is n bytes long, padded in one header.
+	head := func(n int) string {
+		const start, end = "GET /api/me HTTP/1.1\r\nHost: x\r\nX-Pad: ", "\r\n\r\n"
+		return start + strings.Repeat("p", n-len(start)-len(end)) + end
+	}
+	for _, tc := range []struct {
+		size int
+		want int
+	}{
+		{4 << 10, 204},
+		{maxRequestHead - 1, 204},
+		{maxRequestHead, 204},
+		{maxRequestHead + 1, 431},
+		{maxRequestHead + netHTTPSlop, 431},
+	} {
+		nc, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.SetDeadline(time.Now().Add(10 * time.Second))
+		raw := head(tc.size)
+		if len(raw) != tc.size {
+			t.Fatalf("built a %d-byte head; want %d", len(raw), tc.size)
+		}
+		go io.WriteString(nc, raw)
+		resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+		nc.Close()
+		if err != nil {
+			t.Fatalf("request with a %d-byte head: %v", tc.size, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("request with a %d-byte head: %d; want %d", tc.size, resp.StatusCode, tc.want)
+		}
+	}
+}

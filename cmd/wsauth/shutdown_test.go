@@ -69,7 +69,7 @@ func TestRunShutdownClosesWebSockets(t *testing.T) {
 	out := &syncBuffer{}
 	errc := make(chan error, 1)
 	go func() {
-		errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s"}, func(string) string { return "" }, out)
+		errc <- run(ctx, []string{"-addr", "127.0.0.1:0", "-shutdown-timeout", "5s"}, func(string) string { return "" }, out, out)
 	}()
 	base := waitForOutput(t, out, listeningURL)
 	tok := waitForOutput(t, out, regexp.MustCompile(`alice \(scopes api ws\): (\S+)`))

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -51,14 +53,26 @@ func TestParseTicketKey(t *testing.T) {
 
 func TestBadTicketFlags(t *testing.T) {
 	t.Parallel()
+	dir := t.TempDir()
+	file := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	const notAKey = "not-a-key-but-maybe-a-secret"
 	for _, tc := range []struct {
 		args []string
 		env  string
 		want string
 	}{
 		{[]string{"-ws-reject", "silently"}, "", "-ws-reject"},
-		{[]string{"-ticket-key", "short"}, "", "ticket key"},
-		{nil, "short", "ticket key"},
+		{nil, "short", "ticket key in $WSAUTH_TICKET_KEY: want 32 bytes"},
+		{[]string{"-ticket-key-file", file("bad", notAKey)}, "", "ticket key in -ticket-key-file " + dir + "/bad: want 32 bytes"},
+		{[]string{"-ticket-key-file", file("empty", "\n")}, "", "the file is empty"},
+		{[]string{"-ticket-key-file", filepath.Join(dir, "missing")}, "", "-ticket-key-file: open " + dir + "/missing"},
+		{[]string{"-ticket-key-file", file("good", strings.Repeat("42", 32))}, strings.Repeat("42", 32), "both $WSAUTH_TICKET_KEY and -ticket-key-file"},
 	} {
 		getenv := func(k string) string {
 			if k == "WSAUTH_TICKET_KEY" {
@@ -66,15 +80,45 @@ func TestBadTicketFlags(t *testing.T) {
 			}
 			return ""
 		}
-		err := run(context.Background(), append([]string{"-addr", "127.0.0.1:0"}, tc.args...), getenv, &syncBuffer{})
+		out := &syncBuffer{}
+		err := run(context.Background(), append([]string{"-addr", "127.0.0.1:0"}, tc.args...), getenv, out, out)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("run %q with WSAUTH_TICKET_KEY=%q = %v; want an error naming %s", tc.args, tc.env, err, tc.want)
+			t.Errorf("run %q with WSAUTH_TICKET_KEY=%q = %v; want an error saying %s", tc.args, tc.env, err, tc.want)
+		} else if strings.Contains(err.Error(), notAKey) {
+			t.Errorf("run %q: the error repeats the file's content: %v", tc.args, err)
 		}
 	}
 }
 
-// TestSharedTicketKey: two processes given one $WSAUTH_TICKET_KEY accept
-// each other's tickets; the demo's sign-in works and close mode is wired.
+// TestTicketKeyNotOnCommandLine: -ticket-key, which put the key where ps
+// and /debug/vars show it, is gone; using it is an error that says where
+// the key goes now, and that neither the error nor the output repeats.
+func TestTicketKeyNotOnCommandLine(t *testing.T) {
+	t.Parallel()
+	key := strings.Repeat("7e", 32)
+	for _, args := range [][]string{
+		{"-ticket-key", key},
+		{"-ticket-key=" + key},
+		{"--ticket-key", key},
+		{"-ticket-key", ""},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		out := &syncBuffer{}
+		err := run(ctx, append([]string{"-addr", "127.0.0.1:0"}, args...), noEnv, out, out)
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "$WSAUTH_TICKET_KEY") || !strings.Contains(err.Error(), "-ticket-key-file") {
+			t.Errorf("run %q = %v; want an error pointing to $WSAUTH_TICKET_KEY and -ticket-key-file", args, err)
+			continue
+		}
+		if strings.Contains(err.Error(), key) || strings.Contains(out.String(), key) {
+			t.Errorf("run %q: the key appears in the error %q or the output %q", args, err, out)
+		}
+	}
+}
+
+// TestSharedTicketKey: two processes given one ticket key, one in
+// $WSAUTH_TICKET_KEY and one in -ticket-key-file, accept each other's
+// tickets; /dev/login is off outside the demo and close mode is wired.
 func TestSharedTicketKey(t *testing.T) {
 	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "dev-secret"})
 	ts := httptest.NewServer(svc.Handler())
@@ -84,9 +128,19 @@ func TestSharedTicketKey(t *testing.T) {
 	}
 	args := []string{"-addr", "127.0.0.1:0", "-introspect-url", ts.URL + "/introspect", "-ws-reject", "close"}
 	a, outA := startRun(t, args, getenv)
-	b, _ := startRun(t, args, getenv)
-	if strings.Contains(outA.String(), "no ticket key configured") {
-		t.Errorf("run with WSAUTH_TICKET_KEY logged that it has none:\n%s", outA)
+	// B reads the same key from a file, as systemd's LoadCredential= or a
+	// mounted secret provide it.
+	keyFile := filepath.Join(t.TempDir(), "ticket-key")
+	if err := os.WriteFile(keyFile, []byte(strings.Repeat("42", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	b, outB := startRun(t, append(args, "-ticket-key-file", keyFile), func(k string) string {
+		return map[string]string{"WSAUTH_CLIENT_SECRET": "dev-secret"}[k]
+	})
+	for _, out := range []*syncBuffer{outA, outB} {
+		if strings.Contains(out.String(), "no ticket key configured") {
+			t.Errorf("run with a ticket key logged that it has none:\n%s", out)
+		}
 	}
 	if resp, err := http.Post(a+"/dev/login", "application/json", strings.NewReader(`{"sub":"alice"}`)); err != nil || resp.StatusCode != 404 {
 		t.Errorf("POST /dev/login with an external token system: %v %v; want 404", resp, err)
