@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -274,13 +275,42 @@ func TestParseFlags(t *testing.T) {
 }
 
 // TestMain lets the test binary stand in for wsload when a coordinator
-// under test starts it as a load process.
+// under test starts it as a load process, and fails the tests if a
+// connection's goroutine outlives them.
 func TestMain(m *testing.M) {
 	if os.Getenv("WSLOAD_TEST_AS_MAIN") == "1" {
 		main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	if code == 0 {
+		if leaked := leakedGoroutines(5 * time.Second); leaked != "" {
+			fmt.Fprintf(os.Stderr, "goroutines left after the tests:\n%s\n", leaked)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// leakedGoroutines waits up to d for the goroutines of connections and
+// servers to end, and returns the stacks of those that did not.
+func leakedGoroutines(d time.Duration) string {
+	deadline := time.Now().Add(d)
+	for {
+		var leaked []string
+		buf := make([]byte, 1<<20)
+		buf = buf[:runtime.Stack(buf, true)]
+		for g := range strings.SplitSeq(string(buf), "\n\n") {
+			if strings.Contains(g, "main.readLoop") || strings.Contains(g, "net/http.(*conn).serve") ||
+				strings.Contains(g, "wsauth/server.") {
+				leaked = append(leaked, g)
+			}
+		}
+		if len(leaked) == 0 || time.Now().After(deadline) {
+			return strings.Join(leaked, "\n\n")
+		}
+		<-time.After(50 * time.Millisecond) // polling with a deadline
+	}
 }
 
 // TestSpawnScaleTest runs the whole -spawn test, small: wsauth built from
