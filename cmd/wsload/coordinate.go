@@ -234,8 +234,12 @@ func coordinate(ctx context.Context, o options, stdout io.Writer) error {
 		sum.sent, sum.echoed, pct(sum.rtts, 50), pct(sum.rtts, 99))
 	fmt.Fprintf(stdout, "server RSS: %.1f MiB before, %.1f MiB with all open, %.1f MiB at the end of the hold: %.1f KiB per connection\n",
 		mib(rssBefore), mib(rssHeld), mib(rssEnd), (float64(rssHeld)-float64(rssBefore))/1024/float64(max(opened, 1)))
-	fmt.Fprintf(stdout, "introspections: %d while opening (%d distinct tokens); per recheck sweep during the hold: %s\n",
-		introOpened-introBefore, o.nTokens, burstsString(sweeps))
+	ramped := ""
+	if ramp >= o.recheck {
+		ramped = ", and sweeps, as opening outlasted -recheck"
+	}
+	fmt.Fprintf(stdout, "introspections: %d while opening (%d distinct tokens%s); per recheck sweep during the hold: %s\n",
+		introOpened-introBefore, o.nTokens, ramped, burstsString(sweeps))
 	fmt.Fprintf(stdout, "failures: %s; dropped without a close frame: %d\n", countsString(sum.failures), sum.dropped)
 	allClosed := "–"
 	if sum.lastClose != 0 {
