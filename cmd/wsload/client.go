@@ -52,14 +52,20 @@ var credentials = map[string]func(u *url.URL, h http.Header, token string){
 // dial opens a WebSocket at u (http or ws scheme) with the token carried
 // by cred, and reads the server's first message, which wsauth makes a
 // welcome. The whole handshake is bounded by timeout.
-func dial(u *url.URL, cred, token, origin string, timeout time.Duration) (*conn, error) {
+// A non-nil source is the local address to dial from: loopback has
+// 127.0.0.0/8, and each address has its own ephemeral ports.
+func dial(u *url.URL, cred, token, origin string, source net.IP, timeout time.Duration) (*conn, error) {
 	u2 := *u
 	h := http.Header{}
 	credentials[cred](&u2, h, token)
 	if origin != "" {
 		h.Set("Origin", origin)
 	}
-	nc, err := net.DialTimeout("tcp", u2.Host, timeout)
+	d := net.Dialer{Timeout: timeout}
+	if source != nil {
+		d.LocalAddr = &net.TCPAddr{IP: source}
+	}
+	nc, err := d.Dial("tcp", u2.Host)
 	if err != nil {
 		return nil, &failure{"dial", err}
 	}

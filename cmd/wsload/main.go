@@ -2,7 +2,7 @@
 // server (or a port of it), holds them, sends messages at a rate, and
 // reports handshakes per second, handshake latency, failures by kind, the
 // close codes the server sent, and the server's memory when its admin
-// listener (/debug/vars, expvar) is given.
+// listener (/debug/vars, expvar) or its process id is given.
 //
 // Tokens come from a fake token service's admin API (POST /admin/tokens) or
 // from -token. For example, with the server and the fake started as in
@@ -12,8 +12,19 @@
 //	    -conns 10000 -tokens 100 -hold 30s -msg-rate 1000 \
 //	    -admin http://127.0.0.1:6060/debug/vars
 //
-// It raises its open-files limit to the hard limit (each connection is a
-// file); a server holding N connections needs a limit above N too.
+// With -spawn it runs a whole scale test by itself: a fake token service,
+// the wsauth binary given, and -procs wsload processes sharing the
+// connections; it holds them through recheck sweeps, stops the server with
+// SIGTERM, and checks that every connection got 1001 in time (see
+// coordinate.go and docs/PERFORMANCE.md):
+//
+//	wsload -spawn bin/wsauth -conns 19000 -procs 2 -tokens 1000 \
+//	    -recheck 15s -hold 40s -msg-rate 1000
+//
+// Before the first connection it checks the limits the run needs (its own
+// open-files limit, which it raises to the hard one; the ephemeral port
+// range; the server's open-files limit when it knows the server's process)
+// and says which one stops it.
 package main
 
 import (
@@ -25,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -48,39 +60,64 @@ func main() {
 }
 
 type options struct {
-	url         string
-	tokensvc    string
-	tokens      []string
-	nTokens     int
-	ttl         time.Duration
-	credential  string
-	origin      string
-	conns       int
-	concurrency int
-	hold        time.Duration
-	msgRate     float64
-	admin       string
-	timeout     time.Duration
+	url           string
+	tokensvc      string
+	tokens        []string
+	nTokens       int
+	ttl           time.Duration
+	subjectPrefix string
+	credential    string
+	origin        string
+	conns         int
+	concurrency   int
+	hold          time.Duration
+	msgRate       float64
+	admin         string
+	timeout       time.Duration
+	sources       []net.IP
+	serverPID     int
+	untilClosed   bool
+	jsonOut       bool
+
+	// The coordinator's (-spawn).
+	spawn           string
+	procs           int
+	serverFlags     []string
+	recheck         time.Duration
+	shutdownTimeout time.Duration
 }
 
 func parseFlags(args []string, out io.Writer) (options, error) {
 	var o options
-	var tokens string
+	var tokens, sources string
 	fs := flag.NewFlagSet("wsload", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&o.url, "url", "http://127.0.0.1:8080", "the server; connections go to its /ws")
 	fs.StringVar(&o.tokensvc, "tokensvc", "", "a fake token service whose POST /admin/tokens issues the tokens")
 	fs.StringVar(&tokens, "token", "", "comma-separated tokens to use instead of issuing them")
-	fs.IntVar(&o.nTokens, "tokens", 100, "distinct tokens to issue with -tokensvc; connections share them round-robin")
+	fs.IntVar(&o.nTokens, "tokens", 100, "distinct tokens to issue; connections share them round-robin")
 	fs.DurationVar(&o.ttl, "ttl", time.Hour, "lifetime of issued tokens")
+	fs.StringVar(&o.subjectPrefix, "subject-prefix", "load-", "issued tokens' subjects are this and a number")
 	fs.StringVar(&o.credential, "credential", "bearer", "how to carry the token: bearer, query, subprotocol or cookie")
 	fs.StringVar(&o.origin, "origin", "", "Origin header to send (none by default, as a non-browser client)")
 	fs.IntVar(&o.conns, "conns", 100, "connections to open and hold")
-	fs.IntVar(&o.concurrency, "concurrency", 50, "handshakes in flight at once")
+	fs.IntVar(&o.concurrency, "concurrency", 50, "handshakes in flight at once (per process)")
 	fs.DurationVar(&o.hold, "hold", 10*time.Second, "how long to hold the connections once opened")
 	fs.Float64Var(&o.msgRate, "msg-rate", 0, "messages per second, over all connections, while holding")
 	fs.StringVar(&o.admin, "admin", "", "the server's /debug/vars URL, to report its memory")
 	fs.DurationVar(&o.timeout, "timeout", 10*time.Second, "bound on one handshake, one write and the closing handshake")
+	fs.StringVar(&sources, "sources", "", "comma-separated loopback addresses to dial from, round-robin (each has its own ephemeral ports); default: the kernel's choice")
+	fs.IntVar(&o.serverPID, "server-pid", 0, "the server's process id on this machine: its open-files limit is checked and its RSS reported")
+	fs.BoolVar(&o.untilClosed, "until-closed", false, "hold until the server closes every connection (a shutdown) or -hold passes; closes before then are still failures")
+	fs.BoolVar(&o.jsonOut, "json", false, "print JSON lines (opened, then done) instead of the report, for -spawn")
+	fs.StringVar(&o.spawn, "spawn", "", "run the whole test: start this wsauth binary, a fake token service and -procs load processes (-url and -tokensvc are then ignored)")
+	fs.IntVar(&o.procs, "procs", 1, "with -spawn: load processes sharing the connections")
+	fs.Func("server-flag", "with -spawn: a flag for wsauth (repeatable), e.g. -server-flag=-max-conns-per-subject=0", func(v string) error {
+		o.serverFlags = append(o.serverFlags, v)
+		return nil
+	})
+	fs.DurationVar(&o.recheck, "recheck", 15*time.Second, "with -spawn: wsauth's -recheck; keep it below -hold so that sweeps happen while holding")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "with -spawn: wsauth's -shutdown-timeout, within which every connection must get 1001")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -88,13 +125,30 @@ func parseFlags(args []string, out io.Writer) (options, error) {
 		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
 	o.tokens = splitList(tokens)
+	for _, s := range splitList(sources) {
+		ip := net.ParseIP(s)
+		if ip == nil || !ip.IsLoopback() {
+			return o, fmt.Errorf("-sources: %q is not a loopback address (this tool loads loopback only)", s)
+		}
+		o.sources = append(o.sources, ip)
+	}
 	switch {
-	case len(o.tokens) == 0 && o.tokensvc == "":
-		return o, errors.New("give -tokensvc (a fake token service) or -token")
+	case o.spawn == "" && len(o.tokens) == 0 && o.tokensvc == "":
+		return o, errors.New("give -tokensvc (a fake token service) or -token, or -spawn")
+	case o.spawn != "" && len(o.tokens) > 0:
+		return o, errors.New("-spawn issues its own tokens: drop -token")
 	case o.credentials() == nil:
 		return o, fmt.Errorf("-credential %q: want bearer, query, subprotocol or cookie", o.credential)
-	case o.conns < 1 || o.concurrency < 1 || o.nTokens < 1:
-		return o, errors.New("-conns, -concurrency and -tokens must be at least 1")
+	case o.conns < 1 || o.concurrency < 1 || o.nTokens < 1 || o.procs < 1:
+		return o, errors.New("-conns, -concurrency, -tokens and -procs must be at least 1")
+	case o.spawn != "" && o.nTokens < o.procs:
+		return o, fmt.Errorf("-tokens %d: each of the %d processes needs a token", o.nTokens, o.procs)
+	case o.spawn != "" && o.conns < o.procs:
+		return o, fmt.Errorf("-conns %d: fewer than the %d processes", o.conns, o.procs)
+	case o.spawn != "" && o.recheck >= o.hold:
+		return o, fmt.Errorf("-recheck %v is not shorter than -hold %v: no sweep would happen while holding", o.recheck, o.hold)
+	case o.hold <= 0 || o.timeout <= 0 || o.msgRate < 0:
+		return o, errors.New("-hold and -timeout must be positive and -msg-rate not negative")
 	}
 	return o, nil
 }
@@ -111,7 +165,10 @@ type stats struct {
 	rtts       []time.Duration // message to echo
 	answered   int             // our closes the server answered
 
-	sent, echoed atomic.Int64
+	firstClose, lastClose time.Time // of the server's close frames
+
+	sent, echoed  atomic.Int64
+	serverClosing atomic.Bool // a close frame came from the server: stop sending
 }
 
 func run(ctx context.Context, args []string, stdout io.Writer) error {
@@ -119,12 +176,47 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	limit, err := raiseOpenFiles()
+	if o.spawn != "" {
+		return coordinate(ctx, o, stdout)
+	}
+	return load(ctx, o, stdout)
+}
+
+// checkLimits checks, before any connection, what this process's share of
+// a run needs; totalConns is the whole run's, from every process.
+func checkLimits(o options, totalConns int) error {
+	soft, hard, err := raiseOpenFiles()
 	if err != nil {
 		return fmt.Errorf("raising the open-files limit: %w", err)
 	}
-	if limit != 0 && limit < uint64(o.conns)+64 {
-		fmt.Fprintf(stdout, "warning: open-files limit %d is below %d connections; raise it (ulimit -n)\n", limit, o.conns)
+	if err := checkOwnFiles(o.conns, soft, hard); err != nil {
+		return err
+	}
+	if lo, hi, err := portRange(); err == nil {
+		if err := checkPorts(totalConns, len(o.sources), lo, hi); err != nil {
+			return err
+		}
+	}
+	if o.serverPID != 0 {
+		soft, hard, err := procOpenFiles(o.serverPID)
+		if err != nil {
+			return fmt.Errorf("-server-pid: %w", err)
+		}
+		// The server may ask the token system about as many tokens at
+		// once as there are handshakes in flight.
+		if err := checkServerFiles(o.serverPID, soft, hard, totalConns, o.concurrency); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// load is one load process: it opens o.conns connections, holds them with
+// messages, then closes them (or, with -until-closed, waits for the server
+// to), and reports.
+func load(ctx context.Context, o options, stdout io.Writer) error {
+	if err := checkLimits(o, o.conns); err != nil {
+		return err
 	}
 	base, err := url.Parse(o.url)
 	if err != nil || base.Host == "" || (base.Scheme != "http" && base.Scheme != "ws") {
@@ -135,20 +227,18 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	toks := o.tokens
 	if len(toks) == 0 {
-		if toks, err = issueTokens(ctx, o.tokensvc, o.nTokens, o.ttl); err != nil {
+		if toks, err = issueTokens(ctx, o.tokensvc, o.subjectPrefix, o.nTokens, o.ttl); err != nil {
 			return err
 		}
 	}
-	fmt.Fprintf(stdout, "wsload: %d connections to %s (%s), %d tokens, %d handshakes in flight\n",
-		o.conns, target.String(), o.credential, len(toks), o.concurrency)
+	if !o.jsonOut {
+		fmt.Fprintf(stdout, "wsload: %d connections to %s (%s), %d tokens, %d handshakes in flight\n",
+			o.conns, target.String(), o.credential, len(toks), o.concurrency)
+	}
 
 	st := &stats{failures: map[string]int{}, closeCodes: map[int]int{}}
-	var before *serverVars
-	if o.admin != "" {
-		if before, err = readVars(o.admin); err != nil {
-			return err
-		}
-	}
+	var before, held, end serverMem
+	before = readServerMem(o)
 
 	// Open.
 	conns := make([]*conn, o.conns)
@@ -160,8 +250,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	for range o.concurrency {
 		workers.Go(func() {
 			for i := range jobs {
+				var src net.IP
+				if len(o.sources) > 0 {
+					src = o.sources[i%len(o.sources)]
+				}
 				t0 := time.Now()
-				c, err := dial(&target, o.credential, toks[i%len(toks)], o.origin, o.timeout)
+				c, err := dial(&target, o.credential, toks[i%len(toks)], o.origin, src, o.timeout)
 				st.mu.Lock()
 				if err != nil {
 					var f *failure
@@ -191,16 +285,17 @@ feed:
 	}
 	close(jobs)
 	workers.Wait()
-	ramp := time.Since(start)
+	rampEnd := time.Now()
+	ramp := rampEnd.Sub(start)
 	open := slices.DeleteFunc(conns, func(c *conn) bool { return c == nil })
+	allEnded := make(chan struct{})
+	go func() { readers.Wait(); close(allEnded) }()
+	if o.jsonOut {
+		writeJSON(stdout, workerReport{Event: "opened", Opened: len(open), RampStart: start.UnixNano(), RampEnd: rampEnd.UnixNano()})
+	}
 
 	// Hold, sending messages at the rate asked.
-	var held *serverVars
-	if o.admin != "" {
-		if held, err = readVars(o.admin); err != nil {
-			fmt.Fprintln(stdout, "warning:", err)
-		}
-	}
+	held = readServerMem(o)
 	// Messages go out on a 1 ms tick, as many as the rate owes since the
 	// hold began: a tick missed on a loaded machine is made up on the next.
 	holdStart := time.Now()
@@ -211,6 +306,10 @@ feed:
 		defer t.Stop()
 		tick = t.C
 	}
+	var ended <-chan struct{}
+	if o.untilClosed {
+		ended = allEnded
+	}
 	next := 0
 hold:
 	for {
@@ -219,7 +318,13 @@ hold:
 			break hold
 		case <-ctx.Done():
 			break hold
+		case <-ended:
+			break hold
 		case now := <-tick:
+			if st.serverClosing.Load() {
+				tick = nil // the server is closing: no message can be answered
+				continue
+			}
 			for owed := int(o.msgRate*now.Sub(holdStart).Seconds()) - next; owed > 0; owed-- {
 				c := open[next%len(open)]
 				next++
@@ -230,41 +335,93 @@ hold:
 			}
 		}
 	}
-	var end *serverVars
-	if o.admin != "" {
-		if end, err = readVars(o.admin); err != nil {
-			fmt.Fprintln(stdout, "warning:", err)
+	end = readServerMem(o)
+
+	// Close politely: 1000, then wait for the server's answer; unless the
+	// server has closed them all.
+	select {
+	case <-allEnded:
+	default:
+		closing.Store(true)
+		sem := make(chan struct{}, o.concurrency)
+		for _, c := range open {
+			sem <- struct{}{}
+			go func() {
+				defer func() { <-sem }()
+				c.writeFrame(opClose, []byte{0x03, 0xe8}, o.timeout)
+				c.nc.SetReadDeadline(time.Now().Add(o.timeout))
+			}()
+		}
+		for range o.concurrency {
+			sem <- struct{}{}
 		}
 	}
+	<-allEnded
 
-	// Close politely: 1000, then wait for the server's answer.
-	closing.Store(true)
-	sem := make(chan struct{}, o.concurrency)
-	for _, c := range open {
-		sem <- struct{}{}
-		go func() {
-			defer func() { <-sem }()
-			c.writeFrame(opClose, []byte{0x03, 0xe8}, o.timeout)
-			c.nc.SetReadDeadline(time.Now().Add(o.timeout))
-		}()
-	}
-	for range o.concurrency {
-		sem <- struct{}{}
-	}
-	readers.Wait()
-
-	report(stdout, o, st, len(open), ramp, before, held, end)
 	st.mu.Lock()
-	defer st.mu.Unlock()
-	nfail := 0
-	for _, n := range st.failures {
-		nfail += n
+	nfail, nclosed, dropped := sumValues(st.failures), sumValues(st.closeCodes), st.dropped
+	wrongCloses := nclosed
+	if o.untilClosed {
+		wrongCloses -= st.closeCodes[1001]
 	}
-	if nfail > 0 || st.dropped > 0 || len(st.closeCodes) > 0 {
-		return fmt.Errorf("%d handshakes failed, %d connections dropped, %d closed by the server",
-			nfail, st.dropped, sumValues(st.closeCodes))
+	st.mu.Unlock()
+	if o.jsonOut {
+		writeJSON(stdout, st.report(len(open), start, rampEnd))
+	} else {
+		report(stdout, o, st, len(open), ramp, before, held, end)
+	}
+	if nfail > 0 || dropped > 0 || wrongCloses > 0 {
+		return fmt.Errorf("%d handshakes failed, %d connections dropped, %d closed by the server", nfail, dropped, wrongCloses)
+	}
+	if o.untilClosed && nclosed < len(open) {
+		return fmt.Errorf("the server closed %d of %d connections before -hold %v passed", nclosed, len(open), o.hold)
 	}
 	return nil
+}
+
+// workerReport is a load process's JSON line for the coordinator: "opened"
+// when its connections are open, "done" at the end.
+type workerReport struct {
+	Event      string         `json:"event"`
+	Opened     int            `json:"opened"`
+	RampStart  int64          `json:"ramp_start"` // Unix ns
+	RampEnd    int64          `json:"ramp_end"`
+	Handshakes []int64        `json:"handshakes_ns,omitempty"`
+	RTTs       []int64        `json:"rtts_ns,omitempty"`
+	Failures   map[string]int `json:"failures,omitempty"`
+	CloseCodes map[string]int `json:"close_codes,omitempty"`
+	Dropped    int            `json:"dropped"`
+	Answered   int            `json:"answered"`
+	Sent       int64          `json:"sent"`
+	Echoed     int64          `json:"echoed"`
+	FirstClose int64          `json:"first_close,omitempty"` // Unix ns of the server's first close frame
+	LastClose  int64          `json:"last_close,omitempty"`
+}
+
+func (st *stats) report(opened int, start, rampEnd time.Time) workerReport {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	r := workerReport{Event: "done", Opened: opened, RampStart: start.UnixNano(), RampEnd: rampEnd.UnixNano(),
+		Failures: st.failures, CloseCodes: map[string]int{}, Dropped: st.dropped, Answered: st.answered,
+		Sent: st.sent.Load(), Echoed: st.echoed.Load()}
+	for _, d := range st.handshakes {
+		r.Handshakes = append(r.Handshakes, int64(d))
+	}
+	for _, d := range st.rtts {
+		r.RTTs = append(r.RTTs, int64(d))
+	}
+	for c, n := range st.closeCodes {
+		r.CloseCodes[strconv.Itoa(c)] = n
+	}
+	if !st.firstClose.IsZero() {
+		r.FirstClose, r.LastClose = st.firstClose.UnixNano(), st.lastClose.UnixNano()
+	}
+	return r
+}
+
+func writeJSON(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	w.Write(append(b, '\n'))
 }
 
 // readLoop reads a connection's frames until it closes: echoes give round
@@ -298,11 +455,17 @@ func readLoop(c *conn, st *stats, closing *atomic.Bool, timeout time.Duration) {
 		case opPing:
 			c.writeFrame(opPong, p, timeout)
 		case opClose:
+			now := time.Now()
 			st.mu.Lock()
 			if closing.Load() {
 				st.answered++
 			} else {
 				st.closeCodes[closeCode(p)]++
+				st.serverClosing.Store(true)
+				if st.firstClose.IsZero() {
+					st.firstClose = now
+				}
+				st.lastClose = now
 			}
 			st.mu.Unlock()
 			if !closing.Load() {
@@ -314,8 +477,8 @@ func readLoop(c *conn, st *stats, closing *atomic.Bool, timeout time.Duration) {
 }
 
 // issueTokens asks the fake token service for n tokens with scopes api and
-// ws, for subjects load-0 … load-(n-1).
-func issueTokens(ctx context.Context, svc string, n int, ttl time.Duration) ([]string, error) {
+// ws, for subjects prefix0 … prefix(n-1).
+func issueTokens(ctx context.Context, svc, prefix string, n int, ttl time.Duration) ([]string, error) {
 	toks := make([]string, n)
 	errs := make([]error, n)
 	sem := make(chan struct{}, 16)
@@ -324,7 +487,7 @@ func issueTokens(ctx context.Context, svc string, n int, ttl time.Duration) ([]s
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			body, _ := json.Marshal(map[string]any{"sub": "load-" + strconv.Itoa(i), "scope": "api ws", "ttl_seconds": int64(ttl.Seconds())})
+			body, _ := json.Marshal(map[string]any{"sub": prefix + strconv.Itoa(i), "scope": "api ws", "ttl_seconds": int64(ttl.Seconds())})
 			req, err := http.NewRequestWithContext(ctx, "POST", strings.TrimSuffix(svc, "/")+"/admin/tokens", bytes.NewReader(body))
 			if err != nil {
 				errs[i] = err
@@ -386,7 +549,28 @@ func readVars(u string) (*serverVars, error) {
 
 func (v *serverVars) inuse() uint64 { return v.Memstats.HeapInuse + v.Memstats.StackInuse }
 
-func report(w io.Writer, o options, st *stats, open int, ramp time.Duration, before, held, end *serverVars) {
+// serverMem is the server's memory at one moment, from what the tool was
+// told about it: its /debug/vars, its process.
+type serverMem struct {
+	vars *serverVars
+	rss  uint64 // bytes; 0 when unknown
+	err  error
+}
+
+func readServerMem(o options) serverMem {
+	var m serverMem
+	if o.admin != "" {
+		m.vars, m.err = readVars(o.admin)
+	}
+	if o.serverPID != 0 {
+		var err error
+		m.rss, err = processRSS(o.serverPID)
+		m.err = errors.Join(m.err, err)
+	}
+	return m
+}
+
+func report(w io.Writer, o options, st *stats, open int, ramp time.Duration, before, held, end serverMem) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	nfail := sumValues(st.failures)
@@ -411,21 +595,30 @@ func report(w io.Writer, o options, st *stats, open int, ramp time.Duration, bef
 	fmt.Fprintf(w, "our closes (1000) answered by the server: %d of %d\n", st.answered, open)
 	for _, s := range []struct {
 		name string
-		v    *serverVars
+		m    serverMem
 	}{{"before", before}, {"held", held}, {"end of hold", end}} {
-		if s.v == nil {
-			continue
+		if s.m.err != nil {
+			fmt.Fprintf(w, "server %s: %v\n", s.name, s.m.err)
 		}
-		fmt.Fprintf(w, "server %s: heap in use %.1f MiB, stacks %.1f MiB, sys %.1f MiB", s.name,
-			mib(s.v.Memstats.HeapInuse), mib(s.v.Memstats.StackInuse), mib(s.v.Memstats.Sys))
-		if s.v.Wsauth != nil {
-			fmt.Fprintf(w, ", open_conns %d, goroutines %d", s.v.Wsauth.OpenConns, s.v.Wsauth.Goroutines)
+		if v := s.m.vars; v != nil {
+			fmt.Fprintf(w, "server %s: heap in use %.1f MiB, stacks %.1f MiB, sys %.1f MiB", s.name,
+				mib(v.Memstats.HeapInuse), mib(v.Memstats.StackInuse), mib(v.Memstats.Sys))
+			if v.Wsauth != nil {
+				fmt.Fprintf(w, ", open_conns %d, goroutines %d", v.Wsauth.OpenConns, v.Wsauth.Goroutines)
+			}
+			if before.vars != nil && s.name != "before" && open > 0 {
+				fmt.Fprintf(w, "; %.1f KiB/conn over before (heap+stacks, no forced GC)",
+					(float64(v.inuse())-float64(before.vars.inuse()))/1024/float64(open))
+			}
+			fmt.Fprintln(w)
 		}
-		if before != nil && s.v != before && open > 0 {
-			fmt.Fprintf(w, "; %.1f KiB/conn over before (heap+stacks, no forced GC)",
-				(float64(s.v.inuse())-float64(before.inuse()))/1024/float64(open))
+		if s.m.rss != 0 {
+			fmt.Fprintf(w, "server %s: RSS %.1f MiB", s.name, mib(s.m.rss))
+			if before.rss != 0 && s.name != "before" && open > 0 {
+				fmt.Fprintf(w, "; %.1f KiB/conn over before", (float64(s.m.rss)-float64(before.rss))/1024/float64(open))
+			}
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintln(w)
 	}
 }
 

@@ -4,4 +4,4 @@ package main
 
 // raiseOpenFiles does nothing where there is no RLIMIT_NOFILE; 0 means
 // unknown.
-func raiseOpenFiles() (uint64, error) { return 0, nil }
+func raiseOpenFiles() (soft, hard uint64, err error) { return 0, 0, nil }
