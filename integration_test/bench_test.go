@@ -23,6 +23,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -470,24 +471,50 @@ func BenchmarkEcho(b *testing.B) {
 // most 1 KiB above bare.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	const n = 2000
-	benchServers(b, nil, func(b *testing.B, bs *benchServer) {
+	// One subject holds every connection: no per-subject cap.
+	benchServers(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 }, func(b *testing.B, bs *benchServer) {
 		var perConn float64
 		for range b.N {
-			perConn += holdConns(b, bs, n)
+			perConn += holdConns(b, bs, n, nil)
 		}
 		b.ReportMetric(0, "ns/op")
 		b.ReportMetric(perConn/float64(b.N), "B/conn")
 	})
 }
 
-// holdConns has a helper process open n connections to bs, and returns the
-// growth of HeapInuse+StackInuse per connection, after a GC.
-func holdConns(b *testing.B, bs *benchServer, n int) float64 {
+// BenchmarkStalledFrameMemory measures the server's memory per connection
+// that announces a frame of -max-message-bytes (64 KiB) and sends one byte
+// of it, against idle connections: what a client costs that wants to hold
+// the most memory for the least bytes (docs/DEPLOY.md, "Memory").
+func BenchmarkStalledFrameMemory(b *testing.B) {
+	const n = 1000
+	stalled := append([]byte{0x81, 0x80 | 127}, binary.BigEndian.AppendUint64(nil, 64<<10)...)
+	stalled = append(stalled, 1, 2, 3, 4, 'x'^1) // the mask, then one byte of the payload
+	for _, tc := range []struct {
+		name string
+		send []byte
+	}{{"idle", nil}, {"stalled-64KiB-frame", stalled}} {
+		b.Run(tc.name, func(b *testing.B) {
+			bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 })
+			var perConn float64
+			for range b.N {
+				perConn += holdConns(b, bs, n, tc.send)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(perConn/float64(b.N), "B/conn")
+		})
+	}
+}
+
+// holdConns has a helper process open n connections to bs, each sending
+// send after the welcome, and returns the growth of HeapInuse+StackInuse
+// per connection, after a GC.
+func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
 	b.Helper()
 	base := serverMem()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnsHelper$")
 	cmd.Env = append(os.Environ(), "WSAUTH_HOLD_URL="+bs.url, "WSAUTH_HOLD_N="+strconv.Itoa(n),
-		"WSAUTH_HOLD_AUTH="+bs.header.Get("Authorization"))
+		"WSAUTH_HOLD_AUTH="+bs.header.Get("Authorization"), "WSAUTH_HOLD_SEND="+hex.EncodeToString(send))
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -512,7 +539,20 @@ func holdConns(b *testing.B, bs *benchServer, n int) float64 {
 	if got := bs.openConns(); got != n {
 		b.Fatalf("server holds %d connections; want %d", got, n)
 	}
-	return float64(serverMem()-base) / float64(n)
+	if send == nil {
+		return float64(serverMem()-base) / float64(n)
+	}
+	// The server reads what the helper sent in its own time and says
+	// nothing: poll until its memory stops moving.
+	var mem int64
+	deadline := time.Now().Add(10 * time.Second)
+	for prev := int64(-1); time.Now().Before(deadline); prev = mem {
+		if mem = serverMem(); prev >= 0 && max(mem-prev, prev-mem) < mem/200 {
+			break
+		}
+		<-time.After(100 * time.Millisecond) // polling with a deadline
+	}
+	return float64(mem-base) / float64(n)
 }
 
 // serverMem is HeapInuse+StackInuse after a GC.
@@ -524,14 +564,16 @@ func serverMem() int64 {
 }
 
 // TestHoldConnsHelper is BenchmarkIdleConnMemory's helper process: it opens
-// $WSAUTH_HOLD_N connections to $WSAUTH_HOLD_URL, reads each welcome, says
-// "ready", and holds them until its stdin closes. Run alone, it skips.
+// $WSAUTH_HOLD_N connections to $WSAUTH_HOLD_URL, reads each welcome, sends
+// the bytes hex-encoded in $WSAUTH_HOLD_SEND, says "ready", and holds them
+// until its stdin closes. Run alone, it skips.
 func TestHoldConnsHelper(t *testing.T) {
 	base := os.Getenv("WSAUTH_HOLD_URL")
 	if base == "" {
 		t.Skip("helper process of BenchmarkIdleConnMemory")
 	}
 	n, _ := strconv.Atoi(os.Getenv("WSAUTH_HOLD_N"))
+	send, _ := hex.DecodeString(os.Getenv("WSAUTH_HOLD_SEND"))
 	header := http.Header{}
 	if a := os.Getenv("WSAUTH_HOLD_AUTH"); a != "" {
 		header.Set("Authorization", a)
@@ -548,6 +590,12 @@ func TestHoldConnsHelper(t *testing.T) {
 			if err != nil {
 				errs <- err
 				return
+			}
+			if len(send) > 0 {
+				if _, err := c.nc.Write(send); err != nil {
+					errs <- err
+					return
+				}
 			}
 			conns[i] = c
 		})
