@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
@@ -128,18 +128,55 @@ func readHeader(br *bufio.Reader) (frameHeader, error) {
 	return h, err
 }
 
-// readPayload appends h's payload, unmasked, to dst. The caller bounds
-// h.length: len(dst)+h.length must fit the message limit.
+// readChunk is how far a payload buffer may grow ahead of the bytes that
+// have arrived. A frame's length is only the client's claim: a buffer sized
+// by it up front would let a client that announces 64 KiB and sends one
+// byte hold 64 KiB for as long as it stays silent.
+const readChunk = 4 << 10
+
+// readPayload appends h's payload, unmasked, to dst. It reads at most
+// readChunk at a time and grows dst only for the chunk it reads, never
+// past the frame's end, so dst holds at most twice the bytes received, plus
+// one chunk. The caller bounds h.length: len(dst)+h.length must fit the
+// message limit.
 func readPayload(br *bufio.Reader, h frameHeader, dst []byte) ([]byte, error) {
-	start := len(dst)
-	dst = slices.Grow(dst, int(h.length))[:start+int(h.length)]
-	if _, err := io.ReadFull(br, dst[start:]); err != nil {
-		return dst, err
-	}
-	for i := range dst[start:] {
-		dst[start+i] ^= h.mask[i&3]
+	for done := int64(0); done < h.length; {
+		rest := h.length - done
+		n := int(min(rest, readChunk))
+		dst = grow(dst, n, rest)
+		start := len(dst)
+		m, err := io.ReadFull(br, dst[start:start+n])
+		dst = dst[:start+m]
+		unmask(dst[start:], h.mask, done)
+		done += int64(m)
+		if err != nil {
+			return dst, err
+		}
 	}
 	return dst, nil
+}
+
+// grow returns dst with room for n more bytes. It at least doubles the
+// capacity, so that a message of N bytes costs O(log N) copies, but never
+// beyond rest more bytes, the end of the frame being read.
+func grow(dst []byte, n int, rest int64) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	c := max(2*cap(dst), len(dst)+n)
+	if int64(c-len(dst)) > rest {
+		c = len(dst) + int(rest) // rest < c-len(dst): no overflow
+	}
+	return append(make([]byte, 0, c), dst...)
+}
+
+// unmask XORs b, which starts at offset in its frame's payload, with the
+// client's masking key (RFC 6455 §5.3).
+func unmask(b []byte, mask [4]byte, offset int64) {
+	k := int(offset & 3)
+	for i := range b {
+		b[i] ^= mask[(k+i)&3]
+	}
 }
 
 // skipPayload discards n payload bytes. A frame may announce up to 2^63−1
@@ -147,7 +184,7 @@ func readPayload(br *bufio.Reader, h frameHeader, dst []byte) ([]byte, error) {
 // skips in chunks rather than converting n.
 func skipPayload(br *bufio.Reader, n int64) error {
 	for n > 0 {
-		m, err := br.Discard(int(min(n, 4<<10)))
+		m, err := br.Discard(int(min(n, readChunk)))
 		n -= int64(m)
 		if err != nil {
 			return err
@@ -170,19 +207,33 @@ func skipPayload(br *bufio.Reader, n int64) error {
 //     (§8.1; 1007).
 //
 // Lengths are compared, never added: a client chooses them, up to 2^63−1.
+//
+// A message's buffer comes from msgBufs and goes back when the next call
+// starts, so that a connection holds no buffer between messages; one that
+// grew past maxPooledMsg is left to the garbage collector.
 type messageReader struct {
 	br    *bufio.Reader
 	limit int
-	op    byte   // the opcode of the message being read; 0 between messages
-	msg   []byte // its bytes so far; reused
+	op    byte    // the opcode of the message being read; 0 between messages
+	msg   *[]byte // its bytes so far; nil between messages
 	ctl   [maxControlPayload]byte
 }
+
+// msgBufs holds *[]byte of message buffers: a pointer goes into an
+// interface without an allocation, a slice does not.
+var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledMsg bounds the buffers msgBufs keeps. It is readChunk, so that
+// the buffer a connection starts a message with is no larger than what
+// readPayload may hold ahead of the bytes received.
+const maxPooledMsg = readChunk
 
 // next returns the next whole text message (opText) or control frame
 // (opPing, opPong, opClose), with its payload; the payload is valid until
 // the next call. A frame or message that breaks the rules above is a
 // *closeError; a read error is returned as it is.
 func (r *messageReader) next() (op byte, payload []byte, err error) {
+	r.release()
 	for {
 		h, err := readHeader(r.br)
 		if err != nil {
@@ -195,15 +246,15 @@ func (r *messageReader) next() (op byte, payload []byte, err error) {
 		if err := r.admit(h); err != nil {
 			return 0, nil, err
 		}
-		if r.msg, err = readPayload(r.br, h, r.msg); err != nil {
+		if *r.msg, err = readPayload(r.br, h, *r.msg); err != nil {
 			return 0, nil, err
 		}
 		if h.fin {
 			r.op = 0
-			if !utf8.Valid(r.msg) {
+			if !utf8.Valid(*r.msg) {
 				return 0, nil, &closeError{code: CloseInvalidPayload, reason: "text message is not UTF-8"}
 			}
-			return opText, r.msg, nil
+			return opText, *r.msg, nil
 		}
 	}
 }
@@ -219,7 +270,7 @@ func (r *messageReader) admit(h frameHeader) error {
 	}
 	room := r.limit
 	if h.op == opContinuation {
-		room -= len(r.msg) // never negative: a message never passes the limit
+		room -= len(*r.msg) // never negative: a message never passes the limit
 	}
 	switch {
 	case h.length > int64(room):
@@ -228,9 +279,22 @@ func (r *messageReader) admit(h frameHeader) error {
 		return &closeError{code: CloseUnsupportedData, reason: "this server reads text messages only", skip: h.length}
 	}
 	if h.op == opText {
-		r.op, r.msg = opText, r.msg[:0]
+		r.op, r.msg = opText, msgBufs.Get().(*[]byte)
 	}
 	return nil
+}
+
+// release returns the buffer of the last message, which the caller has
+// handled, to msgBufs. A message still being read keeps its buffer.
+func (r *messageReader) release() {
+	if r.op != 0 || r.msg == nil {
+		return
+	}
+	if cap(*r.msg) <= maxPooledMsg {
+		*r.msg = (*r.msg)[:0]
+		msgBufs.Put(r.msg)
+	}
+	r.msg = nil
 }
 
 // parseClose reads a close frame's payload (RFC 6455 §5.5.1, §7.4): the code

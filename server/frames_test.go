@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"io"
 	"slices"
 	"strings"
 	"testing"
@@ -198,4 +199,86 @@ func TestMessageReader(t *testing.T) {
 			t.Errorf("%s: read %q, then close %d; want %q, then close %d (0: end of input)", tc.name, got, code, tc.want, tc.code)
 		}
 	}
+}
+
+// TestReadPayloadGrowsAsBytesArrive: a frame's length is the client's
+// claim; the buffer grows with the bytes that arrive, at most readChunk
+// ahead of them (and twice what arrived, for amortized growth), and never
+// past the frame's end.
+func TestReadPayloadGrowsAsBytesArrive(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		length  int64 // announced
+		sent    int   // then the input ends
+		wantCap int   // at most
+	}{
+		{"1 byte of 64 KiB", 64 << 10, 1, readChunk},
+		{"10,000 bytes of 64 KiB", 64 << 10, 10_000, 2*10_000 + readChunk},
+		{"all of 64 KiB", 64 << 10, 64 << 10, 64 << 10},
+		{"all of 40,000", 40_000, 40_000, 40_000},
+		{"1 byte of 2^63−1", 1<<63 - 1, 1, readChunk},
+	} {
+		in := bytes.Repeat([]byte{'x'}, tc.sent)
+		got, err := readPayload(bufio.NewReader(bytes.NewReader(in)), frameHeader{length: tc.length}, nil)
+		if len(got) != tc.sent || cap(got) > tc.wantCap {
+			t.Errorf("%s: readPayload = %d bytes in a buffer of %d, %v; want %d bytes in at most %d",
+				tc.name, len(got), cap(got), err, tc.sent, tc.wantCap)
+		}
+	}
+}
+
+// TestMessageReaderReleasesBuffers: a message's buffer is given back when
+// the next call starts, so that a connection waiting for its next message
+// holds none, and a buffer grown past maxPooledMsg is not kept at all.
+func TestMessageReaderReleasesBuffers(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 64<<10)
+	in := bytes.Join([][]byte{frame(opText, true, big), frame(opText, false, "sm"), frame(opContinuation, true, "all")}, nil)
+	r := messageReader{br: bufio.NewReader(bytes.NewReader(in)), limit: 64 << 10}
+	if _, p, err := r.next(); err != nil || len(p) != len(big) {
+		t.Fatalf("first message: %d bytes, %v; want %d", len(p), err, len(big))
+	}
+	if _, p, err := r.next(); err != nil || string(p) != "small" {
+		t.Fatalf("second message: %q, %v; want \"small\"", p, err)
+	}
+	if c := cap(*r.msg); c > maxPooledMsg {
+		t.Errorf("after a 64 KiB message and a 5-byte one, the reader holds a buffer of %d; want at most %d", c, maxPooledMsg)
+	}
+	if _, _, err := r.next(); err != io.EOF {
+		t.Fatalf("third call: %v; want EOF", err)
+	}
+	if r.msg != nil {
+		t.Errorf("waiting for a message, the reader holds a buffer of %d bytes; want none", cap(*r.msg))
+	}
+}
+
+// TestMessageReaderAllocs: reading a small message in one frame, the fast
+// path of every echo, allocates nothing once the buffer pool is warm.
+func TestMessageReaderAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers")
+	}
+	one := frame(opText, true, "hello, wsauth")
+	src := &cycleReader{b: one}
+	r := messageReader{br: bufio.NewReader(src), limit: 64 << 10}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if op, p, err := r.next(); err != nil || op != opText || string(p) != "hello, wsauth" {
+			t.Fatalf("next = %d %q %v", op, p, err)
+		}
+	}); allocs != 0 {
+		t.Errorf("a 13-byte message costs %v allocations; want 0", allocs)
+	}
+}
+
+// cycleReader reads b over and over.
+type cycleReader struct {
+	b   []byte
+	off int
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	n := copy(p, c.b[c.off:])
+	c.off = (c.off + n) % len(c.b)
+	return n, nil
 }
