@@ -136,15 +136,24 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 	c.mu.Unlock()
 }
 
+// errServerClosed ends the read loop once the server has sent its close
+// frame: what the client sends after it is read only to find the client's
+// close (RFC 6455 §1.4, §7.1.1), never acted on. A message could otherwise
+// be a refresh that asks the token system about a connection already
+// closed.
+var errServerClosed = errors.New("server sent its close frame")
+
 // readLoop reads client messages and control frames (messageReader) and
 // acts on each: it answers pings, echoes the client's close, and hands text
 // messages to handle. It returns nil when the closing handshake is done,
-// a *closeError when the client must be told why it is dropped, or the
-// read error.
+// errServerClosed when the server closed first, a *closeError when the
+// client must be told why it is dropped, or the read error.
 func (c *session) readLoop(br *bufio.Reader) error {
 	r := messageReader{br: br, limit: c.s.cfg.MaxMessageBytes}
 	for {
-		c.setReadDeadline()
+		if !c.awaitingMessages() {
+			return errServerClosed
+		}
 		op, payload, err := r.next()
 		if err != nil {
 			return err
@@ -162,6 +171,11 @@ func (c *session) readLoop(br *bufio.Reader) error {
 			c.close(code, reason)
 			return nil
 		case opText:
+			// The server's close may have gone out while the message
+			// arrived.
+			if c.closing() {
+				return errServerClosed
+			}
 			if err := c.handle(payload); err != nil && !errors.Is(err, errCloseSent) {
 				return err
 			}
@@ -169,16 +183,29 @@ func (c *session) readLoop(br *bufio.Reader) error {
 	}
 }
 
-// setReadDeadline sets the deadline for the next frame: RFC 6455 allows a
-// peer to vanish without a FIN, and a peer that sends nothing, not even the
-// pong to our ping, for PingInterval+WriteTimeout is dropped. After the
-// server's close frame the deadline is CloseTimeout's, which close set.
-func (c *session) setReadDeadline() {
+// awaitingMessages reports whether the server still reads messages, that
+// is, has not sent its close frame, and if so sets the read deadline for
+// the next frame: RFC 6455 allows a peer to vanish without a FIN, and a
+// peer that sends nothing, not even the pong to our ping, for
+// PingInterval+WriteTimeout is dropped. After the close frame the deadline
+// is CloseTimeout's, which close set.
+func (c *session) awaitingMessages() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.closeSent {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout))
+	if c.closeSent {
+		return false
 	}
+	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout))
+	return true
+}
+
+// closing reports whether the server has sent its close frame. It waits
+// for c.mu, which close holds until closeSent is set, so a frame the client
+// sent after it read the close frame always finds it set.
+func (c *session) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeSent
 }
 
 // finish completes the closing handshake after readLoop returned err: it
@@ -187,17 +214,19 @@ func (c *session) setReadDeadline() {
 // is out of step, until the client hangs up (discard).
 func (c *session) finish(br *bufio.Reader, err error) {
 	var ce *closeError
-	if !errors.As(err, &ce) {
-		return
-	}
-	c.close(ce.code, ce.reason)
 	switch {
-	case ce.code == CloseProtocolError:
-		// The stream is out of step: its next bytes may be the rest of a
-		// frame, not a header.
-		c.discard(br)
-	case skipPayload(br, ce.skip) == nil:
+	case errors.Is(err, errServerClosed):
 		c.drain(br)
+	case errors.As(err, &ce):
+		c.close(ce.code, ce.reason)
+		switch {
+		case ce.code == CloseProtocolError:
+			// The stream is out of step: its next bytes may be the rest
+			// of a frame, not a header.
+			c.discard(br)
+		case skipPayload(br, ce.skip) == nil:
+			c.drain(br)
+		}
 	}
 }
 
