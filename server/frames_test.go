@@ -136,11 +136,12 @@ func frame(op byte, fin bool, payload string) []byte {
 	return wireFrame(op, fin, uint64(len(payload)), payload)
 }
 
-// readAll runs a messageReader over in until it fails, and returns what it
-// delivered as "text:…", "ping:…", "pong:…" or "close:…", and the close
-// code it failed with (0 for a read error: the input ran out).
-func readAll(in []byte, limit int) (got []string, code int) {
-	r := messageReader{br: bufio.NewReader(bytes.NewReader(in)), limit: limit}
+// readAll runs a messageReader over src until it fails or returns a close
+// frame, where the session stops reading, and returns what it delivered as
+// "text:…", "ping:…", "pong:…" or "close:…", and the close code it failed
+// with (0 for none: a close frame, or the input ran out).
+func readAll(src io.Reader, limit int) (got []string, code int) {
+	r := messageReader{br: bufio.NewReader(src), limit: limit}
 	for {
 		op, p, err := r.next()
 		if err != nil {
@@ -149,9 +150,14 @@ func readAll(in []byte, limit int) (got []string, code int) {
 			}
 			return got, 0
 		}
-		got = append(got, map[byte]string{opText: "text:", opPing: "ping:", opPong: "pong:", opClose: "close:"}[op]+string(p))
+		got = append(got, opName[op]+string(p))
+		if op == opClose {
+			return got, 0
+		}
 	}
 }
+
+var opName = map[byte]string{opText: "text:", opPing: "ping:", opPong: "pong:", opClose: "close:"}
 
 func TestMessageReader(t *testing.T) {
 	t.Parallel()
@@ -194,7 +200,7 @@ func TestMessageReader(t *testing.T) {
 		{"fragmented ping inside a message", 16, cat(frame(opText, false, "a"), frame(opPing, false, "")), nil, CloseProtocolError},
 		{"payload cut short", 16, wireFrame(opText, true, 10, "abc"), nil, 0},
 	} {
-		got, code := readAll(tc.in, tc.limit)
+		got, code := readAll(bytes.NewReader(tc.in), tc.limit)
 		if !slices.Equal(got, tc.want) || code != tc.code {
 			t.Errorf("%s: read %q, then close %d; want %q, then close %d (0: end of input)", tc.name, got, code, tc.want, tc.code)
 		}
