@@ -23,7 +23,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -484,16 +484,23 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 
 // BenchmarkStalledFrameMemory measures the server's memory per connection
 // that announces a frame of -max-message-bytes (64 KiB) and sends one byte
-// of it, against idle connections: what a client costs that wants to hold
-// the most memory for the least bytes (docs/DEPLOY.md, "Memory").
+// of it, what a client costs that wants to hold the most memory for the
+// least bytes, and one that sends all of it but the last byte, the most a
+// message being read can hold, against idle connections (docs/DEPLOY.md,
+// "Memory per connection").
 func BenchmarkStalledFrameMemory(b *testing.B) {
 	const n = 1000
-	stalled := append([]byte{0x81, 0x80 | 127}, binary.BigEndian.AppendUint64(nil, 64<<10)...)
-	stalled = append(stalled, 1, 2, 3, 4, 'x'^1) // the mask, then one byte of the payload
+	// The mask is zero, so that the payload goes as written.
+	header := append([]byte{0x81, 0x80 | 127}, binary.BigEndian.AppendUint64(nil, 64<<10)...)
+	header = append(header, 0, 0, 0, 0)
 	for _, tc := range []struct {
 		name string
 		send []byte
-	}{{"idle", nil}, {"stalled-64KiB-frame", stalled}} {
+	}{
+		{"idle", nil},
+		{"stalled-64KiB-frame-after-1-byte", append(header, 'x')},
+		{"stalled-64KiB-frame-1-byte-short", append(header, bytes.Repeat([]byte{'x'}, 64<<10-1)...)},
+	} {
 		b.Run(tc.name, func(b *testing.B) {
 			bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 })
 			var perConn float64
@@ -513,8 +520,12 @@ func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
 	b.Helper()
 	base := serverMem()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnsHelper$")
+	sendFile := filepath.Join(b.TempDir(), "send")
+	if err := os.WriteFile(sendFile, send, 0o600); err != nil {
+		b.Fatal(err)
+	}
 	cmd.Env = append(os.Environ(), "WSAUTH_HOLD_URL="+bs.url, "WSAUTH_HOLD_N="+strconv.Itoa(n),
-		"WSAUTH_HOLD_AUTH="+bs.header.Get("Authorization"), "WSAUTH_HOLD_SEND="+hex.EncodeToString(send))
+		"WSAUTH_HOLD_AUTH="+bs.header.Get("Authorization"), "WSAUTH_HOLD_SEND="+sendFile)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -565,15 +576,19 @@ func serverMem() int64 {
 
 // TestHoldConnsHelper is BenchmarkIdleConnMemory's helper process: it opens
 // $WSAUTH_HOLD_N connections to $WSAUTH_HOLD_URL, reads each welcome, sends
-// the bytes hex-encoded in $WSAUTH_HOLD_SEND, says "ready", and holds them
-// until its stdin closes. Run alone, it skips.
+// the bytes of the file $WSAUTH_HOLD_SEND names, says "ready", and holds
+// them until its stdin closes. Run alone, it skips.
 func TestHoldConnsHelper(t *testing.T) {
 	base := os.Getenv("WSAUTH_HOLD_URL")
 	if base == "" {
 		t.Skip("helper process of BenchmarkIdleConnMemory")
 	}
 	n, _ := strconv.Atoi(os.Getenv("WSAUTH_HOLD_N"))
-	send, _ := hex.DecodeString(os.Getenv("WSAUTH_HOLD_SEND"))
+	send, err := os.ReadFile(os.Getenv("WSAUTH_HOLD_SEND"))
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
 	header := http.Header{}
 	if a := os.Getenv("WSAUTH_HOLD_AUTH"); a != "" {
 		header.Set("Authorization", a)
