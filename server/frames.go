@@ -214,9 +214,14 @@ func skipPayload(br *bufio.Reader, n int64) error {
 type messageReader struct {
 	br    *bufio.Reader
 	limit int
-	op    byte    // the opcode of the message being read; 0 between messages
-	msg   *[]byte // its bytes so far; nil between messages
-	ctl   [maxControlPayload]byte
+	// frameStart, when set, runs before each frame is read: the session
+	// renews its read deadline there, so that any frame, a fragment or a
+	// pong, shows that the peer is alive.
+	frameStart func()
+
+	op  byte    // the opcode of the message being read; 0 between messages
+	msg *[]byte // its bytes so far; nil between messages
+	ctl [maxControlPayload]byte
 }
 
 // msgBufs holds *[]byte of message buffers: a pointer goes into an
@@ -235,6 +240,9 @@ const maxPooledMsg = readChunk
 func (r *messageReader) next() (op byte, payload []byte, err error) {
 	r.release()
 	for {
+		if r.frameStart != nil {
+			r.frameStart()
+		}
 		h, err := readHeader(r.br)
 		if err != nil {
 			return 0, nil, err

@@ -48,6 +48,8 @@ import (
 // The server sends at most one close frame (close), then waits up to
 // CloseTimeout for the client's, so that dropping the TCP connection does
 // not destroy the close frame with a reset (RFC 6455 §7.1.1, §5.5.1).
+// Meanwhile it only reads: no message that arrives after its close frame
+// is handled.
 type session struct {
 	s  *Server
 	rl *logRecord
@@ -149,9 +151,9 @@ var errServerClosed = errors.New("server sent its close frame")
 // errServerClosed when the server closed first, a *closeError when the
 // client must be told why it is dropped, or the read error.
 func (c *session) readLoop(br *bufio.Reader) error {
-	r := messageReader{br: br, limit: c.s.cfg.MaxMessageBytes}
+	r := messageReader{br: br, limit: c.s.cfg.MaxMessageBytes, frameStart: c.renewReadDeadline}
 	for {
-		if !c.awaitingMessages() {
+		if c.closing() {
 			return errServerClosed
 		}
 		op, payload, err := r.next()
@@ -183,20 +185,16 @@ func (c *session) readLoop(br *bufio.Reader) error {
 	}
 }
 
-// awaitingMessages reports whether the server still reads messages, that
-// is, has not sent its close frame, and if so sets the read deadline for
-// the next frame: RFC 6455 allows a peer to vanish without a FIN, and a
-// peer that sends nothing, not even the pong to our ping, for
-// PingInterval+WriteTimeout is dropped. After the close frame the deadline
-// is CloseTimeout's, which close set.
-func (c *session) awaitingMessages() bool {
+// renewReadDeadline sets the deadline for the next frame: RFC 6455 allows a
+// peer to vanish without a FIN, and a peer that sends nothing, not even the
+// pong to our ping, for PingInterval+WriteTimeout is dropped. After the
+// server's close frame the deadline is CloseTimeout's, which close set.
+func (c *session) renewReadDeadline() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeSent {
-		return false
+	if !c.closeSent {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout))
 	}
-	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout))
-	return true
 }
 
 // closing reports whether the server has sent its close frame. It waits
