@@ -35,6 +35,7 @@ import (
 	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -470,24 +471,102 @@ func BenchmarkEcho(b *testing.B) {
 // most 1 KiB above bare.
 func BenchmarkIdleConnMemory(b *testing.B) {
 	const n = 2000
-	benchServers(b, nil, func(b *testing.B, bs *benchServer) {
+	// One subject holds every connection: no per-subject cap.
+	benchServers(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 }, func(b *testing.B, bs *benchServer) {
 		var perConn float64
 		for range b.N {
-			perConn += holdConns(b, bs, n)
+			perConn += holdConns(b, bs, n, nil)
 		}
 		b.ReportMetric(0, "ns/op")
 		b.ReportMetric(perConn/float64(b.N), "B/conn")
 	})
 }
 
-// holdConns has a helper process open n connections to bs, and returns the
-// growth of HeapInuse+StackInuse per connection, after a GC.
-func holdConns(b *testing.B, bs *benchServer, n int) float64 {
+// BenchmarkStalledFrameMemory measures the server's memory per connection
+// that announces a frame of -max-message-bytes (64 KiB) and sends one byte
+// of it, what a client costs that wants to hold the most memory for the
+// least bytes, and one that sends all of it but the last byte, the most a
+// message being read can hold, against idle connections (docs/DEPLOY.md,
+// "Memory per connection").
+func BenchmarkStalledFrameMemory(b *testing.B) {
+	const n = 1000
+	// The mask is zero, so that the payload goes as written.
+	header := append([]byte{0x81, 0x80 | 127}, binary.BigEndian.AppendUint64(nil, 64<<10)...)
+	header = append(header, 0, 0, 0, 0)
+	for _, tc := range []struct {
+		name string
+		send []byte
+	}{
+		{"idle", nil},
+		{"stalled-64KiB-frame-after-1-byte", append(header, 'x')},
+		{"stalled-64KiB-frame-1-byte-short", append(header, bytes.Repeat([]byte{'x'}, 64<<10-1)...)},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 })
+			var perConn float64
+			for range b.N {
+				perConn += holdConns(b, bs, n, tc.send)
+			}
+			b.ReportMetric(0, "ns/op")
+			b.ReportMetric(perConn/float64(b.N), "B/conn")
+		})
+	}
+}
+
+// BenchmarkUnreadEchoMemory measures the server's memory per connection
+// whose client sends 64 KiB messages of '<', which the echo escapes to six
+// bytes each, and never reads the answers: the server holds the message and
+// the echo it cannot write until WriteTimeout (made a minute here, so that
+// the figure is taken while every write waits). docs/DEPLOY.md quotes it.
+func BenchmarkUnreadEchoMemory(b *testing.B) {
+	const n = 50
+	msg := bytes.Repeat([]byte{'<'}, 64<<10-1)
+	frame := append([]byte{0x81, 0x80 | 126, byte(len(msg) >> 8), byte(len(msg)), 0, 0, 0, 0}, msg...)
+	bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject, c.WriteTimeout = -1, time.Minute })
+	for range b.N {
+		base := serverMem()
+		var wg sync.WaitGroup
+		conns := make([]*benchConn, n)
+		for i := range conns {
+			c, err := benchDial(bs.url, bs.header)
+			if err != nil {
+				b.Fatal(err)
+			}
+			conns[i] = c
+			wg.Go(func() {
+				// Writes until the server stops reading, which it does
+				// while its echo waits for the socket buffers to drain.
+				for {
+					c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+					if _, err := c.nc.Write(frame); err != nil {
+						return
+					}
+				}
+			})
+		}
+		wg.Wait() // every client's writes are blocked: every server write is too
+		b.ReportMetric(float64(serverMem()-base)/n, "B/conn")
+		for _, c := range conns {
+			c.nc.Close()
+		}
+		waitFor(b, 30*time.Second, "the connections to close", func() bool { return bs.openConns() == 0 })
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// holdConns has a helper process open n connections to bs, each sending
+// send after the welcome, and returns the growth of HeapInuse+StackInuse
+// per connection, after a GC.
+func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
 	b.Helper()
 	base := serverMem()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnsHelper$")
+	sendFile := filepath.Join(b.TempDir(), "send")
+	if err := os.WriteFile(sendFile, send, 0o600); err != nil {
+		b.Fatal(err)
+	}
 	cmd.Env = append(os.Environ(), "WSAUTH_HOLD_URL="+bs.url, "WSAUTH_HOLD_N="+strconv.Itoa(n),
-		"WSAUTH_HOLD_AUTH="+bs.header.Get("Authorization"))
+		"WSAUTH_HOLD_AUTH="+bs.header.Get("Authorization"), "WSAUTH_HOLD_SEND="+sendFile)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		b.Fatal(err)
@@ -512,7 +591,20 @@ func holdConns(b *testing.B, bs *benchServer, n int) float64 {
 	if got := bs.openConns(); got != n {
 		b.Fatalf("server holds %d connections; want %d", got, n)
 	}
-	return float64(serverMem()-base) / float64(n)
+	if send == nil {
+		return float64(serverMem()-base) / float64(n)
+	}
+	// The server reads what the helper sent in its own time and says
+	// nothing: poll until its memory stops moving.
+	var mem int64
+	deadline := time.Now().Add(10 * time.Second)
+	for prev := int64(-1); time.Now().Before(deadline); prev = mem {
+		if mem = serverMem(); prev >= 0 && max(mem-prev, prev-mem) < mem/200 {
+			break
+		}
+		<-time.After(100 * time.Millisecond) // polling with a deadline
+	}
+	return float64(mem-base) / float64(n)
 }
 
 // serverMem is HeapInuse+StackInuse after a GC.
@@ -524,14 +616,20 @@ func serverMem() int64 {
 }
 
 // TestHoldConnsHelper is BenchmarkIdleConnMemory's helper process: it opens
-// $WSAUTH_HOLD_N connections to $WSAUTH_HOLD_URL, reads each welcome, says
-// "ready", and holds them until its stdin closes. Run alone, it skips.
+// $WSAUTH_HOLD_N connections to $WSAUTH_HOLD_URL, reads each welcome, sends
+// the bytes of the file $WSAUTH_HOLD_SEND names, says "ready", and holds
+// them until its stdin closes. Run alone, it skips.
 func TestHoldConnsHelper(t *testing.T) {
 	base := os.Getenv("WSAUTH_HOLD_URL")
 	if base == "" {
 		t.Skip("helper process of BenchmarkIdleConnMemory")
 	}
 	n, _ := strconv.Atoi(os.Getenv("WSAUTH_HOLD_N"))
+	send, err := os.ReadFile(os.Getenv("WSAUTH_HOLD_SEND"))
+	if err != nil {
+		fmt.Println("error:", err)
+		os.Exit(1)
+	}
 	header := http.Header{}
 	if a := os.Getenv("WSAUTH_HOLD_AUTH"); a != "" {
 		header.Set("Authorization", a)
@@ -548,6 +646,12 @@ func TestHoldConnsHelper(t *testing.T) {
 			if err != nil {
 				errs <- err
 				return
+			}
+			if len(send) > 0 {
+				if _, err := c.nc.Write(send); err != nil {
+					errs <- err
+					return
+				}
 			}
 			conns[i] = c
 		})

@@ -474,3 +474,29 @@ func TestMaxConnsPerSubject(t *testing.T) {
 	c.Close()
 	open[1].Close()
 }
+
+// TestMessageLengthOverflow: a one-byte text fragment followed by a
+// continuation frame that announces 2^63−1 bytes (the largest length RFC
+// 6455 §5.2 allows) must be refused with 1009 like any message over the
+// limit, however the lengths add up; the connection's access-log line, with
+// its subject and close code, is written, and a well-behaved client is
+// served all along.
+func TestMessageLengthOverflow(t *testing.T) {
+	e := newEnv(t, withServer(func(c *server.Config) { c.CloseTimeout = 500 * time.Millisecond }))
+	stop := wellBehaved(t, e)
+	c, _ := openWS(t, e, e.issue("mallory", time.Hour, "ws"))
+	mask := []byte{0, 0, 0, 0}                    // a zero mask leaves the payload as written
+	frames := append([]byte{0x01, 0x81}, mask...) // text, not final, 1 byte
+	frames = append(frames, 'a')
+	frames = append(frames, 0x80, 0x80|127, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff) // continuation, final, 2^63−1 bytes
+	frames = append(frames, mask...)
+	writeRaw(t, c, frames)
+	if code, _, _ := readClose(t, c, 5*time.Second); code != server.CloseMessageTooBig {
+		t.Errorf("1-byte fragment, then a continuation of 2^63−1 bytes: close %d; want 1009", code)
+	}
+	expectEOF(t, c, 5*time.Second)
+	waitFor(t, 5*time.Second, "the connection's access-log line", func() bool {
+		return e.log.logged("path=/ws", "status=101", "sub=mallory", "close_code=1009")
+	})
+	stop()
+}

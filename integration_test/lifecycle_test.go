@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"maps"
 	"net"
@@ -892,4 +893,64 @@ func shutdownMissesDeadline(t *testing.T, e *env, deadline time.Duration) {
 	if closed != 1 || !errors.Is(err, context.DeadlineExceeded) || took > deadline+slack {
 		t.Errorf("Shutdown = %d, %v after %v; want 1, deadline exceeded, within %v", closed, err, took, deadline+slack)
 	}
+}
+
+// TestNothingHandledAfterServersClose: once the server has sent its close
+// frame, it reads only to find the client's close (RFC 6455 §1.4): the
+// messages a client sends meanwhile, refreshes included, reach no handler
+// and cost no call to the token system, and the closing handshake still
+// completes at once when the client answers.
+func TestNothingHandledAfterServersClose(t *testing.T) {
+	checkNoLeaks(t)
+	// Recheck stays at its default (60s), so that no sweep asks the token
+	// system while the test counts; the close comes from the token's
+	// expiry. A long CloseTimeout shows whether the server read the
+	// client's close or gave up waiting for it.
+	const closeTimeout = 10 * time.Second
+	e := newEnv(t, withServer(func(c *server.Config) { c.CloseTimeout = closeTimeout }))
+	tok, exp := e.issueExp("alice", time.Second, "ws")
+	c, _ := openWS(t, e, tok)
+	var payload []byte
+	for {
+		op, p, err := c.ReadFrame(time.Until(exp) + slack + 5*time.Second)
+		if err != nil {
+			t.Fatalf("waiting for the server's close at the token's expiry: %v", err)
+		}
+		if op == 0x8 {
+			payload = p
+			break
+		}
+	}
+	if len(payload) < 2 || binary.BigEndian.Uint16(payload) != server.CloseUnauthorized || string(payload[2:]) != "token expired" {
+		t.Fatalf("server's close = %q; want 3000 \"token expired\"", payload)
+	}
+
+	before := e.svc.Introspections()
+	for i := range 10 {
+		fresh := e.issue("alice", time.Hour, "ws") // never seen: a refresh would ask the token system
+		if err := c.WriteText(refreshMsg(fresh)); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.WriteText(fmt.Sprintf("message %d after the close", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m := refreshMsg(e.issue("alice", time.Hour, "ws"))
+	c.WriteFrame(0x1, false, []byte(m[:10]))
+	c.WriteFrame(0x9, true, []byte("ping"))
+	c.WriteFrame(0x0, true, []byte(m[10:]))
+	if err := c.WriteFrame(0x8, true, payload[:2]); err != nil {
+		t.Fatal(err)
+	}
+	answered := time.Now()
+	expectEOF(t, c, closeTimeout+5*time.Second)
+	if d := time.Since(answered); d > slack {
+		t.Errorf("server closed TCP %v after the client answered its close; want at once, not after CloseTimeout", d)
+	}
+	if n := e.svc.Introspections() - before; n != 0 {
+		t.Errorf("after the server's close, the client's refreshes made %d calls to the token system; want 0", n)
+	}
+	waitFor(t, 5*time.Second, "the connection's access-log line", func() bool {
+		return e.log.logged("path=/ws", "status=101", "sub=alice", "close_code=3000")
+	})
 }

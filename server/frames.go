@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
-	"slices"
+	"sync"
 	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
@@ -21,9 +21,9 @@ import (
 //   - it hands each fragment to the handler as a message, and its
 //     MaxPayloadBytes bounds a frame, not a message;
 //   - its Close always sends 1000, with no reason.
-// So the server reads client frames itself, with readHeader and
-// readPayload below, from the same buffered reader the upgrade left, and
-// sends control frames with Codecs whose Marshal names the opcode.
+// So the server reads client frames itself, with a messageReader below,
+// from the same buffered reader the upgrade left, and sends control frames
+// with Codecs whose Marshal names the opcode.
 
 // Opcodes, RFC 6455 §5.2.
 const (
@@ -128,17 +128,181 @@ func readHeader(br *bufio.Reader) (frameHeader, error) {
 	return h, err
 }
 
-// readPayload appends h's payload, unmasked, to dst.
+// readChunk is how far a payload buffer may grow ahead of the bytes that
+// have arrived. A frame's length is only the client's claim: a buffer sized
+// by it up front would let a client that announces 64 KiB and sends one
+// byte hold 64 KiB for as long as it stays silent.
+const readChunk = 4 << 10
+
+// readPayload appends h's payload, unmasked, to dst. It reads at most
+// readChunk at a time and grows dst only for the chunk it reads, never
+// past the frame's end, so dst holds at most twice the bytes received, plus
+// one chunk. The caller bounds h.length: len(dst)+h.length must fit the
+// message limit.
 func readPayload(br *bufio.Reader, h frameHeader, dst []byte) ([]byte, error) {
-	start := len(dst)
-	dst = slices.Grow(dst, int(h.length))[:start+int(h.length)]
-	if _, err := io.ReadFull(br, dst[start:]); err != nil {
-		return dst, err
-	}
-	for i := range dst[start:] {
-		dst[start+i] ^= h.mask[i&3]
+	for done := int64(0); done < h.length; {
+		rest := h.length - done
+		n := int(min(rest, readChunk))
+		dst = grow(dst, n, rest)
+		start := len(dst)
+		m, err := io.ReadFull(br, dst[start:start+n])
+		dst = dst[:start+m]
+		unmask(dst[start:], h.mask, done)
+		done += int64(m)
+		if err != nil {
+			return dst, err
+		}
 	}
 	return dst, nil
+}
+
+// grow returns dst with room for n more bytes. It at least doubles the
+// capacity, so that a message of N bytes costs O(log N) copies, but never
+// beyond rest more bytes, the end of the frame being read.
+func grow(dst []byte, n int, rest int64) []byte {
+	if cap(dst)-len(dst) >= n {
+		return dst
+	}
+	c := max(2*cap(dst), len(dst)+n)
+	if int64(c-len(dst)) > rest {
+		c = len(dst) + int(rest) // rest < c-len(dst): no overflow
+	}
+	return append(make([]byte, 0, c), dst...)
+}
+
+// unmask XORs b, which starts at offset in its frame's payload, with the
+// client's masking key (RFC 6455 §5.3).
+func unmask(b []byte, mask [4]byte, offset int64) {
+	k := int(offset & 3)
+	for i := range b {
+		b[i] ^= mask[(k+i)&3]
+	}
+}
+
+// skipPayload discards n payload bytes. A frame may announce up to 2^63−1
+// (RFC 6455 §5.2), more than an int holds on a 32-bit platform, so it
+// skips in chunks rather than converting n.
+func skipPayload(br *bufio.Reader, n int64) error {
+	for n > 0 {
+		m, err := br.Discard(int(min(n, readChunk)))
+		n -= int64(m)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// messageReader reads a client's frames and returns whole messages, and
+// the control frames that arrive between and inside them (RFC 6455 §5.4:
+// a control frame may come between the fragments of a message). It
+// enforces what a message must be on this server:
+//   - fragments in order: a continuation only inside a message, a new
+//     message only after the last one ended (§5.4; 1002);
+//   - at most limit bytes in all its fragments, refused at the header of
+//     the frame that would pass it, before its payload is read (1009);
+//   - text: this server speaks JSON, so binary data is data it cannot
+//     accept (§7.4.1; 1003);
+//   - valid UTF-8 once whole, as a fragment may end inside a character
+//     (§8.1; 1007).
+//
+// Lengths are compared, never added: a client chooses them, up to 2^63−1.
+//
+// A message's buffer comes from msgBufs and goes back when the next call
+// starts, so that a connection holds no buffer between messages; one that
+// grew past maxPooledMsg is left to the garbage collector.
+type messageReader struct {
+	br    *bufio.Reader
+	limit int
+	// frameStart, when set, runs before each frame is read: the session
+	// renews its read deadline there, so that any frame, a fragment or a
+	// pong, shows that the peer is alive.
+	frameStart func()
+
+	op  byte    // the opcode of the message being read; 0 between messages
+	msg *[]byte // its bytes so far; nil between messages
+	ctl [maxControlPayload]byte
+}
+
+// msgBufs holds *[]byte of message buffers: a pointer goes into an
+// interface without an allocation, a slice does not.
+var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledMsg bounds the buffers msgBufs keeps. It is readChunk, so that
+// the buffer a connection starts a message with is no larger than what
+// readPayload may hold ahead of the bytes received.
+const maxPooledMsg = readChunk
+
+// next returns the next whole text message (opText) or control frame
+// (opPing, opPong, opClose), with its payload; the payload is valid until
+// the next call. A frame or message that breaks the rules above is a
+// *closeError; a read error is returned as it is.
+func (r *messageReader) next() (op byte, payload []byte, err error) {
+	r.release()
+	for {
+		if r.frameStart != nil {
+			r.frameStart()
+		}
+		h, err := readHeader(r.br)
+		if err != nil {
+			return 0, nil, err
+		}
+		if h.op >= opClose { // readHeader bounds it to 125 bytes
+			p, err := readPayload(r.br, h, r.ctl[:0])
+			return h.op, p, err
+		}
+		if err := r.admit(h); err != nil {
+			return 0, nil, err
+		}
+		if *r.msg, err = readPayload(r.br, h, *r.msg); err != nil {
+			return 0, nil, err
+		}
+		if h.fin {
+			r.op = 0
+			if !utf8.Valid(*r.msg) {
+				return 0, nil, &closeError{code: CloseInvalidPayload, reason: "text message is not UTF-8"}
+			}
+			return opText, *r.msg, nil
+		}
+	}
+}
+
+// admit checks the header of a data frame against the message it starts
+// or continues, and starts a message for a first frame.
+func (r *messageReader) admit(h frameHeader) error {
+	switch {
+	case h.op == opContinuation && r.op == 0:
+		return protocolError("continuation frame without a message")
+	case h.op != opContinuation && r.op != 0:
+		return protocolError("new message inside a fragmented one")
+	}
+	room := r.limit
+	if h.op == opContinuation {
+		room -= len(*r.msg) // never negative: a message never passes the limit
+	}
+	switch {
+	case h.length > int64(room):
+		return &closeError{code: CloseMessageTooBig, reason: "message larger than the server accepts", skip: h.length}
+	case h.op == opBinary:
+		return &closeError{code: CloseUnsupportedData, reason: "this server reads text messages only", skip: h.length}
+	}
+	if h.op == opText {
+		r.op, r.msg = opText, msgBufs.Get().(*[]byte)
+	}
+	return nil
+}
+
+// release returns the buffer of the last message, which the caller has
+// handled, to msgBufs. A message still being read keeps its buffer.
+func (r *messageReader) release() {
+	if r.op != 0 || r.msg == nil {
+		return
+	}
+	if cap(*r.msg) <= maxPooledMsg {
+		*r.msg = (*r.msg)[:0]
+		msgBufs.Put(r.msg)
+	}
+	r.msg = nil
 }
 
 // parseClose reads a close frame's payload (RFC 6455 §5.5.1, §7.4): the code
@@ -219,7 +383,7 @@ func awaitClose(br *bufio.Reader) error {
 		if h.op == opClose {
 			return nil
 		}
-		if _, err := br.Discard(int(h.length)); err != nil {
+		if err := skipPayload(br, h.length); err != nil {
 			return err
 		}
 	}

@@ -3,7 +3,10 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
+	"io"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -101,4 +104,187 @@ func TestClosePayloadFitsAControlFrame(t *testing.T) {
 	if p := closePayload(CloseNoStatus, "x"); len(p) != 0 {
 		t.Errorf("closePayload(1005) = %v; want empty: 1005 means no status", p)
 	}
+}
+
+// wireFrame is a client frame as RFC 6455 §5.2 lays it out, masked with a
+// fixed key, announcing length n, which a lying client makes differ from
+// len(payload).
+func wireFrame(op byte, fin bool, n uint64, payload string) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	b := []byte{b0}
+	switch {
+	case n <= 125:
+		b = append(b, 0x80|byte(n))
+	case n < 1<<16:
+		b = append(b, 0x80|126, byte(n>>8), byte(n))
+	default:
+		b = binary.BigEndian.AppendUint64(append(b, 0x80|127), n)
+	}
+	mask := [4]byte{0x37, 0xfa, 0x21, 0x3d}
+	b = append(b, mask[:]...)
+	for i := range len(payload) {
+		b = append(b, payload[i]^mask[i&3])
+	}
+	return b
+}
+
+// frame is a client frame that announces its own length.
+func frame(op byte, fin bool, payload string) []byte {
+	return wireFrame(op, fin, uint64(len(payload)), payload)
+}
+
+// readAll runs a messageReader over src until it fails or returns a close
+// frame, where the session stops reading, and returns what it delivered as
+// "text:…", "ping:…", "pong:…" or "close:…", and the close code it failed
+// with (0 for none: a close frame, or the input ran out).
+func readAll(src io.Reader, limit int) (got []string, code int) {
+	r := messageReader{br: bufio.NewReader(src), limit: limit}
+	for {
+		op, p, err := r.next()
+		if err != nil {
+			if ce, ok := errors.AsType[*closeError](err); ok {
+				return got, ce.code
+			}
+			return got, 0
+		}
+		got = append(got, opName[op]+string(p))
+		if op == opClose {
+			return got, 0
+		}
+	}
+}
+
+var opName = map[byte]string{opText: "text:", opPing: "ping:", opPong: "pong:", opClose: "close:"}
+
+func TestMessageReader(t *testing.T) {
+	t.Parallel()
+	cat := func(frames ...[]byte) []byte { return bytes.Join(frames, nil) }
+	for _, tc := range []struct {
+		name  string
+		limit int
+		in    []byte
+		want  []string
+		code  int // the close code that ends it; 0: the input ran out
+	}{
+		{"one frame", 16, frame(opText, true, "hello"), []string{"text:hello"}, 0},
+		{"two messages", 16, cat(frame(opText, true, "a"), frame(opText, true, "bc")), []string{"text:a", "text:bc"}, 0},
+		{"fragments", 16, cat(frame(opText, false, "hel"), frame(opContinuation, false, ""), frame(opContinuation, true, "lo")),
+			[]string{"text:hello"}, 0},
+		{"control frames between fragments", 16,
+			cat(frame(opText, false, "he"), frame(opPing, true, "p"), frame(opContinuation, false, "ll"), frame(opPong, true, ""),
+				frame(opContinuation, true, "o"), frame(opClose, true, "\x03\xe8")),
+			[]string{"ping:p", "pong:", "text:hello", "close:\x03\xe8"}, 0},
+		{"UTF-8 split across fragments", 16, cat(frame(opText, false, "caf\xc3"), frame(opContinuation, true, "\xa9")), []string{"text:café"}, 0},
+		{"exactly the limit", 4, cat(frame(opText, false, "ab"), frame(opContinuation, true, "cd")), []string{"text:abcd"}, 0},
+		{"one byte over the limit", 4, frame(opText, true, "abcde"), nil, CloseMessageTooBig},
+		{"fragments over the limit", 4, cat(frame(opText, false, "abc"), frame(opContinuation, true, "de")), nil, CloseMessageTooBig},
+		{"limit reached, then an empty fragment, then one more byte", 4,
+			cat(frame(opText, false, "abcd"), frame(opContinuation, false, ""), frame(opContinuation, true, "e")), nil, CloseMessageTooBig},
+		// 1 + (2^63−1) wraps an int64 sum negative.
+		{"1 byte, then a continuation of 2^63−1", 64 << 10,
+			cat(frame(opText, false, "a"), wireFrame(opContinuation, true, 1<<63-1, "")), nil, CloseMessageTooBig},
+		{"2^63−1 in the first frame", 64 << 10, wireFrame(opText, true, 1<<63-1, ""), nil, CloseMessageTooBig},
+		{"a message after one over the limit is not read", 4, cat(frame(opText, true, "abcde"), frame(opText, true, "ok")), nil, CloseMessageTooBig},
+		{"binary", 16, frame(opBinary, true, "\x00"), nil, CloseUnsupportedData},
+		{"binary fragment", 16, cat(frame(opBinary, false, "\x00"), frame(opContinuation, true, "\x01")), nil, CloseUnsupportedData},
+		{"binary over the limit", 4, frame(opBinary, true, "abcde"), nil, CloseMessageTooBig},
+		{"text that is not UTF-8", 16, frame(opText, true, "\xff"), nil, CloseInvalidPayload},
+		{"text ending inside a character", 16, cat(frame(opText, false, "ok"), frame(opContinuation, true, "\xc3")), nil, CloseInvalidPayload},
+		{"continuation without a message", 16, frame(opContinuation, true, "x"), nil, CloseProtocolError},
+		{"text inside a message", 16, cat(frame(opText, false, "a"), frame(opText, true, "b")), nil, CloseProtocolError},
+		{"a message, then a bad continuation", 16, cat(frame(opText, true, "a"), frame(opContinuation, true, "b")),
+			[]string{"text:a"}, CloseProtocolError},
+		{"fragmented ping inside a message", 16, cat(frame(opText, false, "a"), frame(opPing, false, "")), nil, CloseProtocolError},
+		{"payload cut short", 16, wireFrame(opText, true, 10, "abc"), nil, 0},
+	} {
+		got, code := readAll(bytes.NewReader(tc.in), tc.limit)
+		if !slices.Equal(got, tc.want) || code != tc.code {
+			t.Errorf("%s: read %q, then close %d; want %q, then close %d (0: end of input)", tc.name, got, code, tc.want, tc.code)
+		}
+	}
+}
+
+// TestReadPayloadGrowsAsBytesArrive: a frame's length is the client's
+// claim; the buffer grows with the bytes that arrive, at most readChunk
+// ahead of them (and twice what arrived, for amortized growth), and never
+// past the frame's end.
+func TestReadPayloadGrowsAsBytesArrive(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name    string
+		length  int64 // announced
+		sent    int   // then the input ends
+		wantCap int   // at most
+	}{
+		{"1 byte of 64 KiB", 64 << 10, 1, readChunk},
+		{"10,000 bytes of 64 KiB", 64 << 10, 10_000, 2*10_000 + readChunk},
+		{"all of 64 KiB", 64 << 10, 64 << 10, 64 << 10},
+		{"all of 40,000", 40_000, 40_000, 40_000},
+		{"1 byte of 2^63−1", 1<<63 - 1, 1, readChunk},
+	} {
+		in := bytes.Repeat([]byte{'x'}, tc.sent)
+		got, err := readPayload(bufio.NewReader(bytes.NewReader(in)), frameHeader{length: tc.length}, nil)
+		if len(got) != tc.sent || cap(got) > tc.wantCap {
+			t.Errorf("%s: readPayload = %d bytes in a buffer of %d, %v; want %d bytes in at most %d",
+				tc.name, len(got), cap(got), err, tc.sent, tc.wantCap)
+		}
+	}
+}
+
+// TestMessageReaderReleasesBuffers: a message's buffer is given back when
+// the next call starts, so that a connection waiting for its next message
+// holds none, and a buffer grown past maxPooledMsg is not kept at all.
+func TestMessageReaderReleasesBuffers(t *testing.T) {
+	t.Parallel()
+	big := strings.Repeat("x", 64<<10)
+	in := bytes.Join([][]byte{frame(opText, true, big), frame(opText, false, "sm"), frame(opContinuation, true, "all")}, nil)
+	r := messageReader{br: bufio.NewReader(bytes.NewReader(in)), limit: 64 << 10}
+	if _, p, err := r.next(); err != nil || len(p) != len(big) {
+		t.Fatalf("first message: %d bytes, %v; want %d", len(p), err, len(big))
+	}
+	if _, p, err := r.next(); err != nil || string(p) != "small" {
+		t.Fatalf("second message: %q, %v; want \"small\"", p, err)
+	}
+	if c := cap(*r.msg); c > maxPooledMsg {
+		t.Errorf("after a 64 KiB message and a 5-byte one, the reader holds a buffer of %d; want at most %d", c, maxPooledMsg)
+	}
+	if _, _, err := r.next(); err != io.EOF {
+		t.Fatalf("third call: %v; want EOF", err)
+	}
+	if r.msg != nil {
+		t.Errorf("waiting for a message, the reader holds a buffer of %d bytes; want none", cap(*r.msg))
+	}
+}
+
+// TestMessageReaderAllocs: reading a small message in one frame, the fast
+// path of every echo, allocates nothing once the buffer pool is warm.
+func TestMessageReaderAllocs(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector makes sync.Pool drop buffers")
+	}
+	one := frame(opText, true, "hello, wsauth")
+	src := &cycleReader{b: one}
+	r := messageReader{br: bufio.NewReader(src), limit: 64 << 10}
+	if allocs := testing.AllocsPerRun(1000, func() {
+		if op, p, err := r.next(); err != nil || op != opText || string(p) != "hello, wsauth" {
+			t.Fatalf("next = %d %q %v", op, p, err)
+		}
+	}); allocs != 0 {
+		t.Errorf("a 13-byte message costs %v allocations; want 0", allocs)
+	}
+}
+
+// cycleReader reads b over and over.
+type cycleReader struct {
+	b   []byte
+	off int
+}
+
+func (c *cycleReader) Read(p []byte) (int, error) {
+	n := copy(p, c.b[c.off:])
+	c.off = (c.off + n) % len(c.b)
+	return n, nil
 }

@@ -9,7 +9,6 @@ import (
 	"net"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"golang.org/x/net/websocket"
 
@@ -49,6 +48,8 @@ import (
 // The server sends at most one close frame (close), then waits up to
 // CloseTimeout for the client's, so that dropping the TCP connection does
 // not destroy the close frame with a reset (RFC 6455 §7.1.1, §5.5.1).
+// Meanwhile it only reads: no message that arrives after its close frame
+// is handled.
 type session struct {
 	s  *Server
 	rl *logRecord
@@ -126,27 +127,10 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && err != errCloseSent {
+	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && !errors.Is(err, errCloseSent) {
 		return
 	}
-	err := c.readLoop(br)
-	var ce *closeError
-	if errors.As(err, &ce) {
-		c.close(ce.code, ce.reason)
-		switch {
-		case ce.code == CloseProtocolError:
-			// The stream is out of step: its next bytes may be the rest
-			// of a frame, not a header.
-			c.discard(br)
-		case ce.skip > 0:
-			if _, err := br.Discard(int(ce.skip)); err != nil {
-				break
-			}
-			fallthrough
-		default:
-			c.drain(br)
-		}
-	}
+	c.finish(br, c.readLoop(br))
 	c.mu.Lock()
 	if c.rl != nil {
 		c.rl.closeCode = c.closeCode
@@ -154,76 +138,92 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 	c.mu.Unlock()
 }
 
-// readLoop reads client frames and acts on each message. It returns nil
-// when the closing handshake is done, a *closeError when the client must be
-// told why it is dropped, or the read error.
-func (c *session) readLoop(br *bufio.Reader) error {
-	cfg := &c.s.cfg
-	idle := cfg.PingInterval + cfg.WriteTimeout
-	var (
-		msg   []byte // the message being read, reused
-		msgOp byte   // its opcode; 0 when none is in progress
-	)
-	for {
-		// RFC 6455 allows a peer to vanish without a FIN; a peer that sends
-		// nothing, not even the pong to our ping, for idle is dropped.
-		c.mu.Lock()
-		if !c.closeSent {
-			c.nc.SetReadDeadline(time.Now().Add(idle))
-		}
-		c.mu.Unlock()
+// errServerClosed ends the read loop once the server has sent its close
+// frame: what the client sends after it is read only to find the client's
+// close (RFC 6455 §1.4, §7.1.1), never acted on. A message could otherwise
+// be a refresh that asks the token system about a connection already
+// closed.
+var errServerClosed = errors.New("server sent its close frame")
 
-		h, err := readHeader(br)
+// readLoop reads client messages and control frames (messageReader) and
+// acts on each: it answers pings, echoes the client's close, and hands text
+// messages to handle. It returns nil when the closing handshake is done,
+// errServerClosed when the server closed first, a *closeError when the
+// client must be told why it is dropped, or the read error.
+func (c *session) readLoop(br *bufio.Reader) error {
+	r := messageReader{br: br, limit: c.s.cfg.MaxMessageBytes, frameStart: c.renewReadDeadline}
+	for {
+		if c.closing() {
+			return errServerClosed
+		}
+		op, payload, err := r.next()
 		if err != nil {
 			return err
 		}
-		if h.op >= opClose {
-			payload, err := readPayload(br, h, nil)
+		switch op {
+		case opPing:
+			c.write(pongCodec, payload)
+		case opClose:
+			code, reason, err := parseClose(payload)
 			if err != nil {
 				return err
 			}
-			switch h.op {
-			case opPing:
-				c.write(pongCodec, payload)
-			case opClose:
-				code, reason, err := parseClose(payload)
-				if err != nil {
-					return err
-				}
-				// §5.5.1: answer a close with a close, echoing its code;
-				// close does nothing if the server's close went first.
-				c.close(code, reason)
-				return nil
+			// §5.5.1: answer a close with a close, echoing its code;
+			// close does nothing if the server's close went first.
+			c.close(code, reason)
+			return nil
+		case opText:
+			// The server's close may have gone out while the message
+			// arrived.
+			if c.closing() {
+				return errServerClosed
 			}
-			continue
+			if err := c.handle(payload); err != nil && !errors.Is(err, errCloseSent) {
+				return err
+			}
 		}
+	}
+}
+
+// renewReadDeadline sets the deadline for the next frame: RFC 6455 allows a
+// peer to vanish without a FIN, and a peer that sends nothing, not even the
+// pong to our ping, for PingInterval+WriteTimeout is dropped. After the
+// server's close frame the deadline is CloseTimeout's, which close set.
+func (c *session) renewReadDeadline() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.closeSent {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout))
+	}
+}
+
+// closing reports whether the server has sent its close frame. It waits
+// for c.mu, which close holds until closeSent is set, so a frame the client
+// sent after it read the close frame always finds it set.
+func (c *session) closing() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closeSent
+}
+
+// finish completes the closing handshake after readLoop returned err: it
+// sends the close a *closeError asks for, then reads what the client still
+// sends until its close frame or the deadline (drain), or, when the stream
+// is out of step, until the client hangs up (discard).
+func (c *session) finish(br *bufio.Reader, err error) {
+	var ce *closeError
+	switch {
+	case errors.Is(err, errServerClosed):
+		c.drain(br)
+	case errors.As(err, &ce):
+		c.close(ce.code, ce.reason)
 		switch {
-		case h.op == opContinuation && msgOp == 0:
-			return protocolError("continuation frame without a message")
-		case h.op != opContinuation && msgOp != 0:
-			return protocolError("new message inside a fragmented one")
-		case int64(len(msg))+h.length > int64(cfg.MaxMessageBytes):
-			return &closeError{code: CloseMessageTooBig, reason: "message larger than the server accepts", skip: h.length}
-		}
-		if h.op != opContinuation {
-			msgOp, msg = h.op, msg[:0]
-		}
-		if msg, err = readPayload(br, h, msg); err != nil {
-			return err
-		}
-		if !h.fin {
-			continue
-		}
-		op := msgOp
-		msgOp = 0
-		if op == opBinary {
-			return &closeError{code: CloseUnsupportedData, reason: "this server reads text messages only"}
-		}
-		if !utf8.Valid(msg) {
-			return &closeError{code: CloseInvalidPayload, reason: "text message is not UTF-8"}
-		}
-		if err := c.handle(msg); err != nil && err != errCloseSent {
-			return err
+		case ce.code == CloseProtocolError:
+			// The stream is out of step: its next bytes may be the rest
+			// of a frame, not a header.
+			c.discard(br)
+		case skipPayload(br, ce.skip) == nil:
+			c.drain(br)
 		}
 	}
 }
