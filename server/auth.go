@@ -23,28 +23,46 @@ import (
 // Nothing reaches a handler without passing all of them: every failure ends
 // in writeError.
 
-// authorized is what require puts in a request's context.
+// authorized is a request's principal and the token that proved it.
 type authorized struct {
 	p     tokens.Principal
 	token string // kept for the rechecks of a WebSocket; never logged
 }
 
-// PrincipalFrom returns the Principal that authorized the request whose
-// context is ctx.
-func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
-	a, ok := authorizedFrom(ctx)
-	return a.p, ok
+// decision is what the checks decided about a request, handed to its
+// handler in the request's context: the principal and its token, or, in
+// close mode only (reject.go), the authentication error that the WebSocket
+// handler answers with a close frame instead of an HTTP status. A handler
+// acts on the decision and never infers one, so "no principal, no upgrade"
+// holds however a handler is reached.
+type decision struct {
+	authorized       // when refused is nil
+	refused    error // close mode: why the token was refused
 }
 
-// authorizedFrom returns what require stored in the request's logRecord.
-// The record is already in every request's context (logRequests), so
-// authorizing costs no second context value and no second copy of the
-// *http.Request (issue 6: three allocations per request).
-func authorizedFrom(ctx context.Context) (authorized, bool) {
-	if rl := logRecordFrom(ctx); rl != nil && rl.authOK {
-		return rl.auth, true
+// decisionKey is the context key of a request's decision. An unexported
+// type of its own, so that no other package can set or read the value.
+type decisionKey struct{}
+
+// withDecision returns a copy of r whose context carries d.
+func withDecision(r *http.Request, d decision) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
+}
+
+// decisionFrom returns the decision in ctx, and whether there is one.
+func decisionFrom(ctx context.Context) (decision, bool) {
+	d, ok := ctx.Value(decisionKey{}).(decision)
+	return d, ok
+}
+
+// PrincipalFrom returns the Principal that authorized the request whose
+// context is ctx, and false when no principal authorized it.
+func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
+	d, ok := decisionFrom(ctx)
+	if !ok || d.refused != nil {
+		return tokens.Principal{}, false
 	}
-	return authorized{}, false
+	return d.p, true
 }
 
 // require lets through requests whose credential, from one of the accepted
@@ -56,21 +74,8 @@ func (s *Server) require(scope string, accepted source, next http.Handler) http.
 			s.writeError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, withAuthorized(r, a))
+		next.ServeHTTP(w, withDecision(r, decision{authorized: a}))
 	})
-}
-
-// withAuthorized records a in r's log record, where authorizedFrom finds
-// it, and returns r, or a copy of r carrying a record when it had none (a
-// chain built without logRequests).
-func withAuthorized(r *http.Request, a authorized) *http.Request {
-	rl := logRecordFrom(r.Context())
-	if rl == nil {
-		rl = &logRecord{}
-		r = r.WithContext(context.WithValue(r.Context(), logKey{}, rl))
-	}
-	rl.auth, rl.authOK = a, true
-	return r
 }
 
 // authenticate runs steps 3 to 5 above, with the throttle of failed

@@ -16,9 +16,6 @@ type logRecord struct {
 	err       error // the private cause of an error answer
 	closeCode int   // a WebSocket's close code, when it had one
 	status    int   // the status written after a hijack, which no wrapper sees
-
-	auth   authorized // set by require; read through authorizedFrom
-	authOK bool
 }
 
 type logKey struct{}

@@ -221,12 +221,12 @@ type ticketMsg struct {
 // handleTicket mints a ticket for the token that authorized the request.
 func (s *Server) handleTicket() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := authorizedFrom(r.Context())
-		if !ok {
+		d, ok := decisionFrom(r.Context())
+		if !ok || d.refused != nil {
 			s.writeError(w, r, errors.New("ticket handler reached without a principal"))
 			return
 		}
-		t, err := s.tickets.mint(a.token)
+		t, err := s.tickets.mint(d.token)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -130,9 +130,9 @@ func TestCloseRejection(t *testing.T) {
 		{errTooManyCookies, 0, ""},
 		{errTicketsFull, 0, ""},
 	} {
-		rej, ok := closeRejection(tc.err)
-		if ok != (tc.code != 0) || rej.code != tc.code || rej.reason != tc.reason {
-			t.Errorf("closeRejection(%v) = %d %q, %v; want %d %q", tc.err, rej.code, rej.reason, ok, tc.code, tc.reason)
+		code, reason, ok := closeRejection(tc.err)
+		if ok != (tc.code != 0) || code != tc.code || reason != tc.reason {
+			t.Errorf("closeRejection(%v) = %d %q, %v; want %d %q", tc.err, code, reason, ok, tc.code, tc.reason)
 		}
 	}
 }

@@ -67,16 +67,16 @@ func headerHasToken(h http.Header, name, token string) bool {
 // time it runs, the request has passed every check in auth.go.
 func (s *Server) websocket() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := authorizedFrom(r.Context())
-		if rej, rejected := rejectionFrom(r.Context()); !ok && rejected {
-			s.rejectByClose(w, r, rej) // close mode: reject.go
+		d, ok := decisionFrom(r.Context())
+		switch {
+		case !ok:
+			s.writeError(w, r, errors.New("websocket handler reached without a decision"))
+			return
+		case d.refused != nil:
+			s.rejectByClose(w, r, d.refused) // close mode: reject.go
 			return
 		}
-		if !ok {
-			s.writeError(w, r, errors.New("websocket handler reached without a principal"))
-			return
-		}
-		sess, err := s.conns.reserve(a, logRecordFrom(r.Context()))
+		sess, err := s.conns.reserve(d.authorized, logRecordFrom(r.Context()))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -101,8 +101,8 @@ func (s *Server) websocket() http.Handler {
 //   - the subprotocol choice: x/net/websocket fails the handshake unless at
 //     most one protocol is left, and must never echo wsauth.bearer.<token>.
 func (s *Server) handshake(cfg *websocket.Config, r *http.Request) error {
-	_, decided := authorizedFrom(r.Context())
-	return s.checkHandshake(cfg, r, decided, "handshake hook reached without a principal")
+	d, ok := decisionFrom(r.Context())
+	return s.checkHandshake(cfg, r, ok && d.refused == nil, "handshake hook reached without a principal")
 }
 
 // checkHandshake is the body of both Handshake hooks: decided says whether
