@@ -403,26 +403,33 @@ func TestRefresh(t *testing.T) {
 		exp := expOf(t, welcome)
 		revoked := e.issue("alice", time.Hour, "ws")
 		e.svc.Revoke(revoked)
-		errMsg := func(code string) map[string]any { return map[string]any{"type": "error", "error": code} }
+		errMsg := func(code string, retryAfter int) map[string]any {
+			m := map[string]any{"type": "error", "error": code}
+			if retryAfter > 0 {
+				m["retry_after"] = float64(retryAfter)
+			}
+			return m
+		}
 		for _, tc := range []struct {
-			name   string
-			msg    string
-			faults faketokensvc.Faults
-			want   string
+			name       string
+			msg        string
+			faults     faketokensvc.Faults
+			want       string
+			retryAfter int // seconds, as the HTTP answer's Retry-After
 		}{
-			{"garbage", refreshMsg("not a token at all"), faketokensvc.Faults{}, "invalid_token"},
-			{"no token", `{"type":"refresh"}`, faketokensvc.Faults{}, "invalid_token"},
-			{"unknown", refreshMsg(strings.Repeat("A", 43)), faketokensvc.Faults{}, "invalid_token"},
-			{"revoked", refreshMsg(revoked), faketokensvc.Faults{}, "invalid_token"},
-			{"expired", refreshMsg(e.issue("alice", 0, "ws")), faketokensvc.Faults{}, "invalid_token"},
-			{"no ws scope", refreshMsg(e.issue("alice", time.Hour, "api")), faketokensvc.Faults{}, "insufficient_scope"},
+			{"garbage", refreshMsg("not a token at all"), faketokensvc.Faults{}, "invalid_token", 0},
+			{"no token", `{"type":"refresh"}`, faketokensvc.Faults{}, "invalid_token", 0},
+			{"unknown", refreshMsg(strings.Repeat("A", 43)), faketokensvc.Faults{}, "invalid_token", 0},
+			{"revoked", refreshMsg(revoked), faketokensvc.Faults{}, "invalid_token", 0},
+			{"expired", refreshMsg(e.issue("alice", 0, "ws")), faketokensvc.Faults{}, "invalid_token", 0},
+			{"no ws scope", refreshMsg(e.issue("alice", time.Hour, "api")), faketokensvc.Faults{}, "insufficient_scope", 0},
 			{"token system down", refreshMsg(e.issue("alice", time.Hour, "ws")),
-				faketokensvc.Faults{Status: http.StatusServiceUnavailable}, "temporarily_unavailable"},
+				faketokensvc.Faults{Status: http.StatusServiceUnavailable}, "temporarily_unavailable", 5},
 			{"token system answers garbage", refreshMsg(e.issue("alice", time.Hour, "ws")),
-				faketokensvc.Faults{Garbage: true}, "temporarily_unavailable"},
+				faketokensvc.Faults{Garbage: true}, "temporarily_unavailable", 5},
 		} {
 			e.svc.SetFaults(tc.faults)
-			expectMsg(t, c, tc.msg, errMsg(tc.want))
+			expectMsg(t, c, tc.msg, errMsg(tc.want, tc.retryAfter))
 			e.svc.SetFaults(faketokensvc.Faults{})
 			expectEcho(t, c, "still open after "+tc.name)
 		}

@@ -1,13 +1,10 @@
 package server
 
 import (
-	"errors"
 	"net/http"
 	"time"
 
 	"golang.org/x/net/websocket"
-
-	"wsauth/tokens"
 )
 
 // Close-mode rejection (Config.WSReject = "close").
@@ -26,27 +23,9 @@ import (
 // refused with 403 before the upgrade (a hijacking page must learn
 // nothing), a malformed request with 400, and 503 with Retry-After.
 
-// closeRejection says whether err, from authenticate, is answered by a
-// close frame in close mode, and with which code and reason. The reasons
-// are fixed strings: nothing from the request.
-func closeRejection(err error) (code int, reason string, ok bool) {
-	var scope *scopeError
-	switch {
-	case errors.Is(err, errNoCredential):
-		return CloseUnauthorized, "missing token", true
-	case errors.Is(err, errTicketMalformed), errors.Is(err, errTicketForged),
-		errors.Is(err, errTicketExpired), errors.Is(err, errTicketReplayed):
-		return CloseUnauthorized, "invalid, expired or used ticket", true
-	case errors.Is(err, tokens.ErrInvalid):
-		return CloseUnauthorized, "invalid, expired or revoked token", true
-	case errors.As(err, &scope):
-		return CloseForbidden, "insufficient scope: token lacks " + scope.scope, true
-	}
-	return 0, "", false
-}
-
-// requireWS is require for /ws: in close mode it hands the rejections that
-// closeRejection names to next, as the request's decision.
+// requireWS is require for /ws: in close mode it hands the refusals that
+// answer by a close frame (answer.refusesByClose) to next, as the request's
+// decision.
 func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
 	if s.cfg.WSReject != RejectClose {
 		return s.require("ws", accepted, next)
@@ -57,7 +36,7 @@ func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
 			next.ServeHTTP(w, withDecision(r, decision{authorized: a}))
 			return
 		}
-		if _, _, ok := closeRejection(err); !ok {
+		if !answerFor(err).refusesByClose() {
 			s.writeError(w, r, err)
 			return
 		}
@@ -65,12 +44,12 @@ func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
 	})
 }
 
-// rejectByClose upgrades r and closes the connection at once with the code
-// and reason closeRejection gives refused. It registers no session: the
+// rejectByClose upgrades r and closes the connection at once with the
+// close code and reason of refused's answer. It registers no session: the
 // connection carries no principal and lives at most CloseTimeout after its
 // close frame.
 func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, refused error) {
-	code, reason, _ := closeRejection(refused)
+	a := answerFor(refused)
 	rl := logRecordFrom(r.Context())
 	if rl != nil {
 		rl.err = refused
@@ -80,11 +59,11 @@ func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, refused e
 		Handshake: s.rejectHandshake,
 		Handler: func(ws *websocket.Conn) {
 			hc.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-			if err := closeCodec.Send(ws, closePayload(code, reason)); err != nil {
+			if err := closeCodec.Send(ws, closePayload(a.closeCode, a.closeReason)); err != nil {
 				return
 			}
 			if rl != nil {
-				rl.closeCode = code
+				rl.closeCode = a.closeCode
 			}
 			// RFC 6455 §7.1.1: wait for the client's close, so that the
 			// kernel does not reset the connection under our close frame.

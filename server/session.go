@@ -94,8 +94,9 @@ type (
 		Exp  int64  `json:"exp,omitempty"`
 	}
 	errorMsg struct {
-		Type  string `json:"type"` // "error"
-		Error string `json:"error"`
+		Type       string `json:"type"` // "error"
+		Error      string `json:"error"`
+		RetryAfter int    `json:"retry_after,omitempty"` // seconds
 	}
 )
 
@@ -251,9 +252,10 @@ func (c *session) handle(msg []byte) error {
 //   - another subject: close 3003, as a token for someone else is no
 //     mistake a client makes by accident;
 //   - invalid, lacking ws, or the token system cannot answer: the answer
-//     is {"type":"error","error":…} with invalid_token, insufficient_scope
-//     or temporarily_unavailable (the codes of the HTTP answers), and the
-//     connection keeps its old token and expiry.
+//     is the error's in-band message (errors.go), {"type":"error",
+//     "error":…} with the code of the HTTP answer (invalid_token,
+//     insufficient_scope, temporarily_unavailable with "retry_after"), and
+//     the connection keeps its old token and expiry.
 func (c *session) refresh(token string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 	defer cancel()
@@ -261,14 +263,14 @@ func (c *session) refresh(token string) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
-	case errors.Is(err, tokens.ErrInvalid):
-		return c.sendLocked(errorMsg{Type: "error", Error: "invalid_token"})
 	case err != nil:
-		return c.sendLocked(errorMsg{Type: "error", Error: "temporarily_unavailable"})
 	case p.Subject != c.a.p.Subject:
 		return &closeError{code: CloseForbidden, reason: "refresh token belongs to another subject"}
 	case !p.HasScope("ws"):
-		return c.sendLocked(errorMsg{Type: "error", Error: "insufficient_scope"})
+		err = &scopeError{"ws"}
+	}
+	if err != nil {
+		return c.sendLocked(answerFor(err).message())
 	}
 	c.a = authorized{p: p, token: token}
 	c.armExpiry()
@@ -289,20 +291,22 @@ func (c *session) recheck(token string, p tokens.Principal, err error) {
 	case errors.Is(err, tokens.ErrInvalid):
 		// An invalid token past its known expiry has expired, whichever of
 		// the recheck and the expiry timer got here first.
-		reason := "token revoked"
+		err = errTokenRevoked
 		if exp := c.a.p.Expiry; !exp.IsZero() && !c.s.cfg.Now().Before(exp) {
-			reason = "token expired"
+			err = errTokenExpired
 		}
-		c.closeLocked(CloseUnauthorized, reason)
 	case err != nil:
 		// The token system cannot answer: the connection keeps the answer
 		// it had until its token expires (registry's "Rechecks").
+		return
 	case !p.HasScope("ws"):
-		c.closeLocked(CloseForbidden, "insufficient scope")
+		err = errScopeLost
 	default:
 		c.a.p = p
 		c.armExpiry()
+		return
 	}
+	c.closeForLocked(err)
 }
 
 // armExpiry (re)starts the timer that closes the connection when its token
@@ -327,7 +331,7 @@ func (c *session) expire(gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen == c.expiryGen {
-		c.closeLocked(CloseUnauthorized, "token expired")
+		c.closeForLocked(errTokenExpired)
 	}
 }
 
@@ -394,6 +398,19 @@ func (c *session) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked(code, reason)
+}
+
+// closeFor closes the connection with the close code and reason of err's
+// answer (errors.go).
+func (c *session) closeFor(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeForLocked(err)
+}
+
+func (c *session) closeForLocked(err error) {
+	a := answerFor(err)
+	c.closeLocked(a.closeCode, a.closeReason)
 }
 
 // closeLocked is close with c.mu held.

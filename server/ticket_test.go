@@ -112,27 +112,3 @@ func TestTicketReplaySet(t *testing.T) {
 		t.Errorf("after expiry the set holds %d ids, %d in order; want 1 and 1", len(box.seen), len(box.order)-box.head)
 	}
 }
-
-func TestCloseRejection(t *testing.T) {
-	for _, tc := range []struct {
-		err    error
-		code   int
-		reason string
-	}{
-		{errNoCredential, CloseUnauthorized, "missing token"},
-		{tokens.ErrInvalid, CloseUnauthorized, "invalid, expired or revoked token"},
-		{errTicketReplayed, CloseUnauthorized, "invalid, expired or used ticket"},
-		{errTicketForged, CloseUnauthorized, "invalid, expired or used ticket"},
-		{&scopeError{"ws"}, CloseForbidden, "insufficient scope: token lacks ws"},
-		{tokens.ErrUnavailable, 0, ""},
-		{errOriginRefused, 0, ""},
-		{errTwoCredentials, 0, ""},
-		{errTooManyCookies, 0, ""},
-		{errTicketsFull, 0, ""},
-	} {
-		code, reason, ok := closeRejection(tc.err)
-		if ok != (tc.code != 0) || code != tc.code || reason != tc.reason {
-			t.Errorf("closeRejection(%v) = %d %q, %v; want %d %q", tc.err, code, reason, ok, tc.code, tc.reason)
-		}
-	}
-}
