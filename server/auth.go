@@ -78,9 +78,7 @@ func (s *Server) require(scope string, accepted source, next http.Handler) http.
 	})
 }
 
-// authenticate runs steps 3 to 5 above, with the throttle of failed
-// authentications (throttle.go) around step 4: a client IP or token that
-// failed too often is refused before the token system is asked.
+// authenticate runs steps 3 to 5 above.
 func (s *Server) authenticate(r *http.Request, scope string, accepted source) (authorized, error) {
 	cred, err := extractCredential(r, accepted, s.cfg.CookieName)
 	if err != nil {
@@ -90,33 +88,54 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 	if rl != nil {
 		rl.source = cred.source
 	}
+	a, err := s.validate(r.Context(), s.clientIP(r), cred, "")
+	if err != nil {
+		return authorized{}, err
+	}
+	if rl != nil {
+		rl.subject = a.p.Subject
+	}
+	if !a.p.HasScope(scope) {
+		return authorized{}, &scopeError{scope}
+	}
+	return a, nil
+}
+
+// validate is step 4, for a handshake or request and for an in-band
+// refresh alike: it opens and spends cred when it is a ticket, and asks the
+// token system about the token, inside the throttle of failed
+// authentications (throttle.go): a client IP or a presented token that
+// failed too often is refused before the token system is asked, and every
+// failure that is the client's fault counts against both. With sub set, a
+// valid token of another subject fails like an invalid one, and counts
+// like one, so that an answer never tells a guesser which tokens are
+// valid.
+func (s *Server) validate(ctx context.Context, ip string, cred credential, sub string) (authorized, error) {
 	var keys throttleKeys
 	if s.limits != nil {
 		// Keyed by what the client presented: for a ticket, the ticket.
-		keys = s.limits.keys(s.clientIP(r), cred.value)
+		keys = s.limits.keys(ip, cred.value)
 		if wait := s.limits.wait(keys); wait > 0 {
 			return authorized{}, &throttledError{wait}
 		}
 	}
 	token := cred.value
 	if cred.source == fromTicket {
+		var err error
 		if token, err = s.tickets.redeem(cred.value); err != nil {
 			return authorized{}, s.failedKeys(keys, err)
 		}
 	}
-	p, err := s.cfg.Validator.Validate(r.Context(), token)
+	p, err := s.cfg.Validator.Validate(ctx, token)
+	if err == nil && sub != "" && p.Subject != sub {
+		err = errOtherSubject
+	}
 	if err != nil {
 		return authorized{}, s.failedKeys(keys, err)
 	}
 	if s.limits != nil && cred.source != fromTicket {
 		// A ticket is used once: remembering it as good is no use.
 		s.limits.succeed(keys)
-	}
-	if rl != nil {
-		rl.subject = p.Subject
-	}
-	if !p.HasScope(scope) {
-		return authorized{}, &scopeError{scope}
 	}
 	return authorized{p: p, token: token}, nil
 }

@@ -49,14 +49,17 @@ func (e *throttledError) Error() string {
 	return "too many failed authentications; wait " + e.wait.String()
 }
 
-// Why an open WebSocket's token no longer holds it (session.go). They wrap
-// tokens.ErrInvalid or are a *scopeError, so that every medium answers them
-// like any other invalid token or lacking scope; only their close reasons
-// differ.
+// Why an open WebSocket's token no longer holds it, or a refresh is
+// refused (session.go). They wrap tokens.ErrInvalid or a *scopeError, so
+// that every medium answers them like any other invalid token or lacking
+// scope; only the close reasons differ.
 var (
 	errTokenExpired = fmt.Errorf("token expired: %w", tokens.ErrInvalid)
 	errTokenRevoked = fmt.Errorf("token revoked: %w", tokens.ErrInvalid)
 	errScopeLost    = fmt.Errorf("token lost the ws scope: %w", &scopeError{"ws"})
+	// errOtherSubject is a refresh with a valid token of someone else,
+	// answered like an invalid token: refresh is no validity oracle.
+	errOtherSubject = fmt.Errorf("refresh token belongs to another subject: %w", tokens.ErrInvalid)
 )
 
 // answer is what a client is told about an error, in each medium: an HTTP

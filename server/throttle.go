@@ -108,19 +108,29 @@ func (t *throttle) waitLocked(key string, now time.Time) time.Duration {
 	if !ok {
 		return 0
 	}
-	avail := t.level(b, now)
-	if avail >= 1 {
+	return untilOne(t.level(b, now), t.refill)
+}
+
+// untilOne is how long a bucket at level waits for one whole attempt.
+func untilOne(level float64, refill time.Duration) time.Duration {
+	if level >= 1 {
 		return 0
 	}
-	return time.Duration(math.Ceil((1 - avail) * float64(t.refill)))
+	return time.Duration(math.Ceil((1 - level) * float64(refill)))
 }
 
 // level is b's attempts at now, refilled since b.last.
 func (t *throttle) level(b *bucket, now time.Time) float64 {
-	if t.refill <= 0 {
+	return b.level(now, t.burst, t.refill)
+}
+
+// level is b's attempts at now: one more for every refill since b.last,
+// up to burst.
+func (b *bucket) level(now time.Time, burst float64, refill time.Duration) float64 {
+	if refill <= 0 {
 		return b.tokens
 	}
-	return min(t.burst, b.tokens+float64(now.Sub(b.last))/float64(t.refill))
+	return min(burst, b.tokens+float64(now.Sub(b.last))/float64(refill))
 }
 
 // fail takes one attempt from each of k's buckets, and forgets that k's

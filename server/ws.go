@@ -82,6 +82,7 @@ func (s *Server) websocket() http.Handler {
 			return
 		}
 		defer s.conns.release(sess)
+		sess.ip = s.clientIP(r) // before serve starts: read by its goroutine only
 		hc := &hijackCapture{ResponseWriter: w}
 		srv := websocket.Server{
 			Handshake: s.handshake,
