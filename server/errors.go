@@ -142,6 +142,10 @@ func answerFor(err error) answer {
 	case errors.Is(err, errSubjectConns):
 		return answer{status: 429, code: "too_many_connections", retryAfter: 5,
 			desc: "this subject has as many open WebSocket connections as it may; close one first"}
+	case errors.Is(err, errSubjectTickets):
+		// A subject's oldest ticket expires within TicketTTL.
+		return answer{status: 429, code: "too_many_tickets", retryAfter: int(TicketTTL / time.Second),
+			desc: "this subject holds as many unexpired tickets as it may; use them, or retry later"}
 	case errors.Is(err, errTicketsFull):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: int(TicketTTL / time.Second),
 			desc: "the server mints no more tickets now; retry later"}

@@ -113,6 +113,12 @@ type Config struct {
 	// MaxTickets bounds the ids of unexpired tickets one instance remembers
 	// to refuse a second use; past it, minting answers 503. Default 100,000.
 	MaxTickets int
+	// TicketsPerSubject bounds the tickets one subject may hold in this
+	// instance's replay set, minted here and not yet expired, used or not;
+	// past it, minting answers 429 with Retry-After, so that no one
+	// subject can fill the set (ticket.go). Default 20; negative means no
+	// bound.
+	TicketsPerSubject int
 	// WSReject is how /ws refuses a missing or invalid token or a lacking
 	// scope: "http" (default), a 401 or 403 before the upgrade; or "close",
 	// an upgrade closed at once with 3000 or 3003, because a browser cannot
@@ -179,6 +185,9 @@ func (c Config) withDefaults() Config {
 	if c.MaxTickets <= 0 {
 		c.MaxTickets = 100_000
 	}
+	if c.TicketsPerSubject == 0 {
+		c.TicketsPerSubject = 20
+	}
 	if c.WSReject == "" {
 		c.WSReject = RejectHTTP
 	}
@@ -219,7 +228,7 @@ func New(cfg Config) *Server {
 		rand.Read(key) // crypto/rand.Read never returns an error (Go 1.24+).
 		cfg.Logger.Info("no ticket key configured: a random one for this process; other instances will not accept its tickets")
 	}
-	tickets, err := newTicketBox(key, cfg.Now, cfg.MaxTickets)
+	tickets, err := newTicketBox(key, cfg.Now, cfg.MaxTickets, cfg.TicketsPerSubject)
 	if err != nil {
 		panic("server: Config.TicketKey: " + err.Error())
 	}

@@ -53,6 +53,7 @@ type options struct {
 	maxMessageBytes int
 	maxConns        int
 	maxConnsPerSub  int
+	ticketsPerSub   int
 	authBurst       int
 	authRefill      time.Duration
 	shutdownTimeout time.Duration
@@ -78,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", 64<<10, "largest client message; bigger closes with 1009")
 	fs.IntVar(&o.maxConns, "max-conns", 10_000, "most open WebSockets; past it, 503")
 	fs.IntVar(&o.maxConnsPerSub, "max-conns-per-subject", 100, "most open WebSockets of one subject; past it, 429 (0: no bound)")
+	fs.IntVar(&o.ticketsPerSub, "tickets-per-subject", 20, "most unexpired one-time tickets one subject may hold, used or not; past it, 429 (0: no bound)")
 	fs.IntVar(&o.authBurst, "auth-burst", 20, "failed authentications a client IP or token may have in a row before 429 (0: no throttle)")
 	fs.DurationVar(&o.authRefill, "auth-refill", time.Second, "how long a throttled IP or token waits to regain one attempt")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long a shutdown waits for connections to close")
@@ -147,6 +149,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		MaxConns:        o.maxConns,
 
 		MaxConnsPerSubject: orNegative(o.maxConnsPerSub),
+		TicketsPerSubject:  orNegative(o.ticketsPerSub),
 		FailureBurst:       orNegative(o.authBurst),
 		FailureRefill:      o.authRefill,
 
