@@ -123,6 +123,59 @@ func TestPrecedence(t *testing.T) {
 	checkWelcomeAndEcho(t, c, "alice")
 }
 
+// TestCookieShadowing: a page on another port of the same host, or one
+// that sets a narrower Path, can plant a second token cookie that the
+// browser sends before the user's own. When the cookie is the credential
+// in use, a request carrying it twice is refused 400, on every route, at no
+// cost to the token system; a request that authenticates otherwise is not
+// refused for cookies it does not use.
+func TestCookieShadowing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := e.issue("alice", time.Hour, "api", "ws")
+	mallory := e.issue("mallory", time.Hour, "api", "ws")
+	planted := http.Header{"Cookie": {"token=" + mallory + "; token=" + alice}}
+	with := func(h http.Header, kv ...string) http.Header {
+		out := h.Clone()
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+
+	before := e.svc.Introspections()
+	status, h, body := e.get("/api/me", planted)
+	checkRefusal(t, "GET /api/me with the token cookie twice", status, h, body, 400, `Bearer realm="wsauth", error="invalid_request"`, "invalid_request", mallory)
+	c, resp, body := e.dial("/ws", planted)
+	if c != nil {
+		t.Fatalf("WebSocket with the token cookie twice: upgraded; want 400")
+	}
+	checkRefusal(t, "WebSocket with the token cookie twice", resp.StatusCode, resp.Header, body, 400, `Bearer realm="wsauth", error="invalid_request"`, "invalid_request", mallory)
+	status, _, body = e.post("/api/ws-ticket", with(planted, "Content-Type", "application/json"), "{}")
+	if status != 400 || errorCode(body) != "invalid_request" {
+		t.Errorf("POST /api/ws-ticket with the token cookie twice: %d %s; want 400 invalid_request", status, body)
+	}
+	if n := e.svc.Introspections() - before; n != 0 {
+		t.Errorf("refusing repeated cookies cost %d introspections; want 0", n)
+	}
+
+	status, _, body = e.get("/api/me", with(planted, "Authorization", "Bearer "+alice))
+	checkMe(t, status, body, "alice")
+	c, resp, body = e.dial("/ws", with(planted, "Sec-WebSocket-Protocol", "wsauth.v1, wsauth.bearer."+alice))
+	if c == nil {
+		t.Fatalf("WebSocket by subprotocol with the token cookie twice: %d %s; want 101", resp.StatusCode, body)
+	}
+	checkWelcomeAndEcho(t, c, "alice")
+	c, resp, body = e.dial("/ws?ticket="+e.mintTicket(t, alice), planted)
+	if c == nil {
+		t.Fatalf("WebSocket by ticket with the token cookie twice: %d %s; want 101", resp.StatusCode, body)
+	}
+	checkWelcomeAndEcho(t, c, "alice")
+	if !e.log.logged("path=/ws status=400", "token cookie is sent more than once") {
+		t.Errorf("the log has no 400 line for /ws naming the repeated cookie")
+	}
+}
+
 // TestTokenSystemFailsClosed: when the token system cannot answer, the
 // server answers 503 with Retry-After, within about the introspection
 // timeout, and lets no one in.
