@@ -29,7 +29,11 @@ func rawExchange(t testing.TB, addr, raw string) (*http.Response, string) {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	go io.WriteString(nc, raw)
-	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	var req *http.Request // a GET, to ReadResponse
+	if strings.HasPrefix(raw, "HEAD ") {
+		req = &http.Request{Method: "HEAD"} // its answer has a Content-Length and no body
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), req)
 	if err != nil {
 		t.Fatalf("reading the answer to %.60q…: %v", raw, err)
 	}
@@ -175,6 +179,14 @@ func TestBadInput(t *testing.T) {
 			405, "", [2]string{"Allow", "GET, HEAD"}, false},
 		{"DELETE /ws", "DELETE /ws HTTP/1.1\r\nHost: " + host + "\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
 			405, "", [2]string{"Allow", "GET, HEAD"}, false},
+		{"HEAD /ws, which the GET pattern also matches", "HEAD /ws HTTP/1.1\r\nHost: " + host + "\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
+			405, "", [2]string{"Allow", "GET"}, false},
+		{"Host x/net cannot parse, token in the query", "GET /ws?token=" + valid + " HTTP/1.1\r\nHost: 127.0.0.1:abc\r\n" + wsHeaders + "\r\n",
+			400, "invalid_request", [2]string{}, false},
+		{"Host x/net cannot parse, valid bearer", "GET /ws?x=1 HTTP/1.1\r\nHost: " + host + "x\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
+			400, "invalid_request", [2]string{}, false},
+		{"Connection: Upgrade on a second header line", get("/ws", "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer "+valid+"\r\n"),
+			426, "invalid_request", [2]string{"Upgrade", "websocket"}, false},
 		{"CONNECT", "CONNECT " + host + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 405, "", [2]string{}, false},
 		{"request line of garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "", [2]string{}, false},
 		{"no Host", "GET /api/me HTTP/1.1\r\nAuthorization: Bearer " + valid + "\r\n\r\n", 400, "", [2]string{}, false},
@@ -203,6 +215,10 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	stop()
+	// The log records the status sent, never 101 for a handshake refused.
+	if !e.log.logged("method=HEAD path=/ws status=405") || e.log.logged("path=/ws status=101", "credential=bearer", "method=HEAD") {
+		t.Errorf("the log has no line method=HEAD path=/ws status=405, or one with 101")
+	}
 }
 
 // TestBadFramesOthersServed: after a good handshake, a client that sends

@@ -118,6 +118,14 @@ func TestCheckUpgrade(t *testing.T) {
 		{"version 8", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") }, 426},
 		{"no key", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") }, 400},
 		{"short key", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, 400},
+		{"HEAD", func(r *http.Request) { r.Method = "HEAD" }, 405},
+		{"POST", func(r *http.Request) { r.Method = "POST" }, 405},
+		{"Host with a port x/net cannot parse", func(r *http.Request) { r.Host = "example.com:abc" }, 400},
+		{"Host with a bad escape", func(r *http.Request) { r.Host = "exa%zzmple.com" }, 400},
+		{"IPv6 Host", func(r *http.Request) { r.Host = "[::1]:8080" }, 0},
+		{"Connection: upgrade on a second line only (x/net reads the first)", func(r *http.Request) {
+			r.Header["Connection"] = []string{"keep-alive", "Upgrade"}
+		}, 426},
 	} {
 		r := good()
 		tc.mutate(r)
