@@ -45,6 +45,16 @@ func TestExtractCredential(t *testing.T) {
 		{"query where not accepted", "/x?token=a", nil, fromBearer | fromCookie, credential{}, errQueryTokenOff},
 		{"ticket where not accepted", "/x?ticket=a", nil, fromBearer | fromCookie, credential{}, errSourceNotAccepted},
 		{"too many cookies", "/ws", hdr{"Cookie": {manyCookies}}, wsSources, credential{}, errTooManyCookies},
+		{"cookie twice (one planted for a narrower path)", "/ws", hdr{"Cookie": {"token=planted; token=mine"}}, wsSources, credential{}, errRepeatedCookie},
+		{"cookie twice, on two header lines", "/ws", hdr{"Cookie": {"token=planted", "a=b; token=mine"}}, wsSources, credential{}, errRepeatedCookie},
+		{"cookie twice, the same value", "/ws", hdr{"Cookie": {"token=abc; token=abc"}}, wsSources, credential{}, errRepeatedCookie},
+		{"cookie twice, one empty", "/ws", hdr{"Cookie": {"token=; token=mine"}}, wsSources, credential{}, errRepeatedCookie},
+		{"other cookies twice", "/ws", hdr{"Cookie": {"a=1; a=2; token=mine"}}, wsSources, credential{"mine", fromCookie}, nil},
+		{"bearer is not refused for cookies it does not use", "/ws", hdr{"Authorization": {"Bearer abc"}, "Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromBearer}, nil},
+		{"ticket is not refused for cookies it does not use", "/ws?ticket=t1", hdr{"Cookie": {"token=x; token=y"}}, wsSources, credential{"t1", fromTicket}, nil},
+		{"subprotocol is not refused for cookies it does not use", "/ws", hdr{"Sec-Websocket-Protocol": {"wsauth.v1, wsauth.bearer.abc"}, "Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromSubprotocol}, nil},
+		{"query is not refused for cookies it does not use", "/ws?token=abc", hdr{"Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromQuery}, nil},
+		{"cookies twice where cookies are not accepted", "/x", hdr{"Cookie": {"token=x; token=y"}}, fromBearer, credential{}, errNoCredential},
 		{"nothing", "/ws", nil, wsSources, credential{}, errNoCredential},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
