@@ -78,6 +78,9 @@ func TestBadRequests(t *testing.T) {
 		{"repeated query token", "/api/me?token=" + alice + "&token=" + alice, nil, 400, "invalid_request"},
 		{"more cookies than net/http parses", "/api/me", http.Header{"Cookie": {strings.Repeat("c=1; ", 3001) + "token=" + alice}}, 431, "too_many_cookies"},
 		{"GET /ws without Upgrade", "/ws", http.Header{"Authorization": {"Bearer " + alice}}, 426, "invalid_request"},
+		{"a query net/url drops whole (over 10,000 parameters) hides ?token= behind the cookie",
+			"/api/me?token=" + bob + "&" + strings.Repeat("p&", 10_000), http.Header{"Cookie": {"token=" + alice}}, 400, "invalid_request"},
+		{"a malformed query", "/api/me?token=" + bob + "&x=%zz", nil, 400, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

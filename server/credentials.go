@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -63,6 +64,7 @@ var (
 	errEmptyBearer       = badRequest("empty bearer token")
 	errEmptyParam        = badRequest("empty token or ticket query parameter")
 	errRepeatedParam     = badRequest("the token or ticket query parameter is repeated")
+	errBadQuery          = badRequest("the query string is malformed or has more parameters than the server parses")
 	errRepeatedCookie    = badRequest("the token cookie is sent more than once, so which one is meant is unknown; clear this site's cookies and sign in again")
 	errNoSubprotocol     = badRequest("offer " + subprotocol + " beside " + bearerSubprotocol + "<token>")
 	errQueryTokenOff     = badRequest("tokens in the query string are turned off; use a ticket, a cookie or the subprotocol")
@@ -124,7 +126,15 @@ func extractCredential(r *http.Request, accepted source, cookieName string) (cre
 	}
 
 	if r.URL.RawQuery != "" {
-		q := r.URL.Query()
+		// r.URL.Query() drops what net/url cannot parse (a bad escape, a
+		// semicolon) and, past 10,000 parameters, every parameter: a
+		// ?token= or ?ticket= lost so would let the cookie stand in for
+		// it, around the one-credential rule. A query that does not parse
+		// is refused. The parse error is not kept: it may quote the query.
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return credential{}, errBadQuery
+		}
 		for _, p := range [...]struct {
 			name string
 			src  source

@@ -56,6 +56,10 @@ func TestExtractCredential(t *testing.T) {
 		{"query is not refused for cookies it does not use", "/ws?token=abc", hdr{"Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromQuery}, nil},
 		{"cookies twice where cookies are not accepted", "/x", hdr{"Cookie": {"token=x; token=y"}}, fromBearer, credential{}, errNoCredential},
 		{"nothing", "/ws", nil, wsSources, credential{}, errNoCredential},
+		{"query over net/url's parameter limit hides a token", "/ws?token=q&" + strings.Repeat("a&", 10_000), hdr{"Cookie": {"token=c"}}, wsSources, credential{}, errBadQuery},
+		{"bad escape beside a ticket", "/ws?ticket=t1&x=%zz", hdr{"Cookie": {"token=c"}}, wsSources, credential{}, errBadQuery},
+		{"semicolon in the query", "/ws?token=a;b", hdr{"Cookie": {"token=c"}}, wsSources, credential{}, errBadQuery},
+		{"unparsable query where tokens in the query are off", "/ws?x=%zz", hdr{"Cookie": {"token=c"}}, wsSources &^ fromQuery, credential{}, errBadQuery},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", tc.target, nil)

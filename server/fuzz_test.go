@@ -25,6 +25,9 @@ func FuzzExtractCredential(f *testing.F) {
 	f.Add("", "", "token=a&token=b", "", uint8(wsSources))
 	f.Add("Bearer ", "wsauth.bearer.", "token=", "token=\"quoted\"", uint8(0xff))
 	f.Add("", "", "", strings.Repeat("a=b;", 3001), uint8(fromCookie))
+	f.Add("", "", "", "token=planted; token=mine", uint8(wsSources))
+	f.Add("", "", "ticket=t&x=%zz", "token=c", uint8(wsSources))
+	f.Add("", "", "token=a;b", "token=c", uint8(wsSources))
 	f.Fuzz(func(t *testing.T, auth, proto, rawQuery, cookie string, accepted uint8) {
 		r := &http.Request{Method: "GET", URL: &url.URL{Path: "/ws", RawQuery: rawQuery}, Header: http.Header{}}
 		if auth != "" {
@@ -46,6 +49,12 @@ func FuzzExtractCredential(f *testing.F) {
 		if cred.value == "" || source(accepted)&cred.source == 0 {
 			t.Fatalf("extractCredential = %q from %v, accepted %b; want a non-empty value from an accepted source",
 				cred.value, cred.source, accepted)
+		}
+		if _, err := url.ParseQuery(rawQuery); err != nil {
+			t.Fatalf("extractCredential = %q from %v, with a query net/url cannot parse (%v); want 400", cred.value, cred.source, err)
+		}
+		if n := len(r.CookiesNamed("token")); cred.source == fromCookie && n != 1 {
+			t.Fatalf("extractCredential chose the cookie, sent %d times; want it only when sent once", n)
 		}
 		var from string
 		switch cred.source {
