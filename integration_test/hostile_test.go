@@ -458,6 +458,44 @@ func TestThrottleFailedAuthentications(t *testing.T) {
 	}
 }
 
+// TestThrottleIPv6Per48: IPv6 clients are throttled per /64 and, with four
+// bursts, per /48, so that an attacker routed a /48 cannot rotate through
+// its /64s for a fresh burst each. The clients' addresses come from a
+// trusted proxy's X-Forwarded-For.
+func TestThrottleIPv6Per48(t *testing.T) {
+	clk := newTestClock()
+	trusted, _ := server.ParseTrustedProxies("127.0.0.1")
+	e := newEnv(t, withServer(func(c *server.Config) {
+		c.FailureBurst = 2
+		c.FailureRefill = 10 * time.Second
+		c.TrustedProxies = trusted
+		c.Now = clk.Now
+	}))
+	from := func(ip string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + randomToken()}, "X-Forwarded-For": {ip}}
+	}
+	for sub := range 4 {
+		for i := range 2 {
+			if status, _, body := e.get("/api/me", from(fmt.Sprintf("2001:db8:1:%x::%x", sub, i+1))); status != 401 {
+				t.Fatalf("bad token %d from /64 number %d of the /48: %d %s; want 401", i+1, sub+1, status, body)
+			}
+		}
+	}
+	before := e.svc.Introspections()
+	if status, h, _ := e.get("/api/me", from("2001:db8:1:ff::1")); status != 429 || h.Get("Retry-After") != "10" {
+		t.Errorf("a fifth /64 of a /48 that failed 8 times (4 bursts of 2): %d, Retry-After %q; want 429, Retry-After 10", status, h.Get("Retry-After"))
+	}
+	if n := e.svc.Introspections() - before; n != 0 {
+		t.Errorf("the token system was asked %d times for the throttled /48; want 0", n)
+	}
+	if status, _, _ := e.get("/api/me", from("2001:db8:2:ff::1")); status != 401 {
+		t.Errorf("a bad token from another /48: %d; want 401", status)
+	}
+	if status, _, _ := e.get("/api/me", http.Header{"Authorization": {"Bearer " + e.issue("alice", time.Hour, "api")}, "X-Forwarded-For": {"2001:db8:2:ff::1"}}); status != 200 {
+		t.Errorf("a valid token from another /48: %d; want 200", status)
+	}
+}
+
 // TestMaxConnsPerSubject: past MaxConnsPerSubject a subject's handshake is
 // answered 429 before the upgrade; other subjects are not affected, and a
 // closed connection frees its place.
