@@ -185,7 +185,7 @@ func clientsFault(err error) bool {
 // token system and gets a readable 403.
 func (s *Server) checkOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.origins.allows(originOf(r), r.Host) {
+		if !s.originAllowed(r) {
 			s.writeError(w, r, errOriginRefused)
 			return
 		}

@@ -82,30 +82,39 @@ func TestOriginPolicy(t *testing.T) {
 		origin []string
 		host   string
 		want   bool
+		secure bool // the server knows the client used TLS
 	}{
-		{nil, "api.example.com", true},
-		{[]string{"https://api.example.com"}, "api.example.com", true},
-		{[]string{"http://API.example.com"}, "api.example.com", true}, // scheme not compared, host case-insensitive
-		{[]string{"http://127.0.0.1:8080"}, "127.0.0.1:8080", true},
-		{[]string{"http://127.0.0.1:8081"}, "127.0.0.1:8080", false}, // port compared
-		{[]string{"https://app.example.com"}, "api.example.com", true},
-		{[]string{"http://app.example.com"}, "api.example.com", false}, // allowed list compares scheme
-		{[]string{"http://other.example:8443"}, "api.example.com", true},
-		{[]string{"https://evil.example"}, "api.example.com", false},
-		{[]string{"https://api.example.com.evil.example"}, "api.example.com", false},
-		{[]string{"null"}, "api.example.com", false},
-		{[]string{""}, "api.example.com", false},
-		{[]string{"::"}, "api.example.com", false},
-		{[]string{"https://api.example.com/path"}, "api.example.com", false},
-		{[]string{"https://user@api.example.com"}, "api.example.com", false},
-		{[]string{"file://api.example.com"}, "api.example.com", false},
-		{[]string{"http://\xd3"}, "\xfd", false}, // invalid UTF-8: EqualFold would call them equal
-		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true},
-		{[]string{"https://café.example"}, "café.example", false}, // browsers send punycode
-		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false},
+		{nil, "api.example.com", true, false},
+		{[]string{"https://api.example.com"}, "api.example.com", true, false},
+		{[]string{"http://API.example.com"}, "api.example.com", true, false}, // scheme unknown, host case-insensitive
+		{[]string{"http://127.0.0.1:8080"}, "127.0.0.1:8080", true, false},
+		{[]string{"http://127.0.0.1:8081"}, "127.0.0.1:8080", false, false}, // port compared
+		{[]string{"https://app.example.com"}, "api.example.com", true, false},
+		{[]string{"http://app.example.com"}, "api.example.com", false, false}, // allowed list compares scheme
+		{[]string{"http://other.example:8443"}, "api.example.com", true, false},
+		{[]string{"https://evil.example"}, "api.example.com", false, false},
+		{[]string{"https://api.example.com.evil.example"}, "api.example.com", false, false},
+		{[]string{"null"}, "api.example.com", false, false},
+		{[]string{""}, "api.example.com", false, false},
+		{[]string{"::"}, "api.example.com", false, false},
+		{[]string{"https://api.example.com/path"}, "api.example.com", false, false},
+		{[]string{"https://user@api.example.com"}, "api.example.com", false, false},
+		{[]string{"file://api.example.com"}, "api.example.com", false, false},
+		{[]string{"http://\xd3"}, "\xfd", false, false}, // invalid UTF-8: EqualFold would call them equal
+		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true, false},
+		{[]string{"https://café.example"}, "café.example", false, false}, // browsers send punycode
+		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false, false},
+		// Over TLS the same-host rule wants an https page.
+		{[]string{"https://api.example.com"}, "api.example.com", true, true},
+		{[]string{"http://api.example.com"}, "api.example.com", false, true},
+		{[]string{"HTTP://api.example.com"}, "api.example.com", false, true},
+		{[]string{"http://127.0.0.1:8443"}, "127.0.0.1:8443", false, true},
+		{nil, "api.example.com", true, true},
+		{[]string{"https://app.example.com"}, "api.example.com", true, true},
+		{[]string{"http://other.example:8443"}, "api.example.com", true, true}, // listed explicitly: the operator's choice
 	} {
-		if got := p.allows(tc.origin, tc.host); got != tc.want {
-			t.Errorf("allows(%q, %q) = %v; want %v", tc.origin, tc.host, got, tc.want)
+		if got := p.allows(tc.origin, tc.host, tc.secure); got != tc.want {
+			t.Errorf("allows(%q, %q, secure %v) = %v; want %v", tc.origin, tc.host, tc.secure, got, tc.want)
 		}
 	}
 }

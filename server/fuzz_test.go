@@ -86,7 +86,9 @@ func FuzzExtractCredential(f *testing.F) {
 }
 
 // FuzzOriginPolicy checks that no Origin naming a host other than the
-// server's, and not on the allowed list, is ever allowed.
+// server's, and not on the allowed list, is ever allowed; and that when the
+// server knows the client used TLS, the same-host rule allows only https,
+// and allows nothing it would not allow otherwise.
 func FuzzOriginPolicy(f *testing.F) {
 	f.Add("https", "api.example.com", "api.example.com.evil.example", "")
 	f.Add("http", "127.0.0.1:8080", "127.0.0.1:8081", "/")
@@ -99,13 +101,20 @@ func FuzzOriginPolicy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, scheme, host, originHost, rest string) {
 		p := newOriginPolicy([]string{"https://app.example.com"})
 		origin := scheme + "://" + originHost + rest
-		allowed := p.allows([]string{origin}, host)
+		allowed := p.allows([]string{origin}, host, false)
+		secure := p.allows([]string{origin}, host, true)
+		if secure && !allowed {
+			t.Fatalf("allows(%q, %q) over TLS = true, without TLS = false; want TLS to allow no more", origin, host)
+		}
 		if !allowed {
 			return
 		}
 		u, err := url.Parse(origin)
 		if err != nil {
 			t.Fatalf("allows(%q, %q) = true; the origin does not parse: %v", origin, host, err)
+		}
+		if secure && u.Scheme != "https" && !p.allowed[strings.ToLower(u.Scheme+"://"+u.Host)] {
+			t.Fatalf("allows(%q, %q) over TLS = true for a %s page that is not listed", origin, host, u.Scheme)
 		}
 		switch {
 		case strings.EqualFold(u.Host, host):

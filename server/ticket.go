@@ -284,7 +284,7 @@ func (s *Server) scripted(next http.Handler) http.Handler {
 
 // checkScripted is scripted's decision.
 func (s *Server) checkScripted(r *http.Request) error {
-	if !s.origins.allows(originOf(r), r.Host) {
+	if !s.originAllowed(r) {
 		return errOriginRefused
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))

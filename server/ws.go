@@ -130,7 +130,7 @@ func (s *Server) checkHandshake(cfg *websocket.Config, r *http.Request, decided 
 	err := errOriginRefused
 	if !decided {
 		err = errors.New(missing)
-	} else if s.origins.allows(originOf(r), r.Host) {
+	} else if s.originAllowed(r) {
 		err = nil
 	}
 	if err != nil {
