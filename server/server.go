@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"wsauth/tokens"
@@ -207,8 +206,6 @@ type Server struct {
 	tickets *ticketBox
 	handler http.Handler
 	limits  *throttle // nil when FailureBurst < 0
-
-	stopOnce sync.Once
 }
 
 // New returns a Server. It panics if cfg.Validator is nil, if

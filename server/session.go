@@ -129,7 +129,7 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && err != errCloseSent {
+	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && !errors.Is(err, errCloseSent) {
 		return
 	}
 	err := c.readLoop(br)
@@ -225,7 +225,7 @@ func (c *session) readLoop(br *bufio.Reader) error {
 		if !utf8.Valid(msg) {
 			return &closeError{code: CloseInvalidPayload, reason: "text message is not UTF-8"}
 		}
-		if err := c.handle(msg); err != nil && err != errCloseSent {
+		if err := c.handle(msg); err != nil && !errors.Is(err, errCloseSent) {
 			return err
 		}
 	}
