@@ -62,7 +62,7 @@ type session struct {
 	expiry    *time.Timer
 	expiryGen uint64 // counts armExpiry calls, so that a stale timer does nothing
 	ping      *time.Timer
-	refreshes bucket // attempts at refresh left (refreshBurst, refreshRefill)
+	refreshes bucket // refresh attempts left (refreshBurst, refreshRefill); the zero value is full
 	closeSent bool   // no frame may be written any more
 	closeCode int
 	pending   *closeError // a close asked for before the upgrade finished
