@@ -29,7 +29,8 @@ import (
 // Three servers take part:
 //   - A, the wsauth server in demo mode, with the test pages on its origin;
 //   - B, another origin (another port, the same host, so the cookie set by
-//     A is still sent: same-site), serving a hijacking page;
+//     A is still sent: same-site), serving a hijacking page, which also
+//     plants a cookie of its own for A's /ws;
 //   - C, a wsauth server with -ws-reject=close, reached as localhost so
 //     that A's cookie for 127.0.0.1 does not reach it.
 //
@@ -298,7 +299,9 @@ async function demoPage() {
 
 // hijackPage runs on B, another origin: scenario 3. It opens a WebSocket to
 // A, which carries A's cookie, and tries to mint a ticket the way a
-// cross-site form would; then it goes to C.
+// cross-site form would. Then it plants the attacker's token as a cookie
+// for A's /ws (cookies ignore ports, and the narrower Path makes the
+// browser send it before the victim's own) and goes to A's victim page.
 var hijackPage = template.Must(template.New("hijack").Parse(`<!doctype html>
 <title>not wsauth</title>
 <body>
@@ -314,6 +317,29 @@ var hijackPage = template.Must(template.New("hijack").Parse(`<!doctype html>
       outcome = "failed: " + e;
     }
     return {fetch: [outcome]};
+  });
+  document.cookie = "token=" + {{.PlantToken}} + "; Path=/ws";
+  location.href = {{.Next}};
+})();
+</script>
+`))
+
+// victimPage runs on A after B planted its cookie: the victim's own page,
+// signed in as alice, must not end up running as the attacker. Its cookie
+// WebSocket carries both token cookies and is refused; a ticket, minted by
+// alice's cookie on a path the planted one does not cover, still works.
+// Then it goes to C.
+var victimPage = template.Must(template.New("victim").Parse(`<!doctype html>
+<title>wsauth, after a planted cookie</title>
+<body>
+<script>{{.Lib}}
+(async () => {
+  await step("planted-cookie", async () => {
+    const me = await (await fetch("/api/me")).json();
+    const cookie = await session(wsBase, [], "hi");
+    const t = (await postJSON("/api/ws-ticket", {})).ticket;
+    const ticket = await session(wsBase + "?ticket=" + encodeURIComponent(t), [], "hi");
+    return {me: [me.sub || me.error], cookie, ticket};
   });
   location.href = {{.Next}};
 })();
@@ -341,6 +367,7 @@ type pageVars struct {
 	TargetWS     string
 	TargetTicket string
 	ScopeToken   string
+	PlantToken   string
 }
 
 // servePage serves tmpl once ready is closed: the servers' URLs, which the
@@ -365,11 +392,13 @@ func TestBrowser(t *testing.T) {
 	var a, c *env
 	var b *httptest.Server
 	var closeURL string
-	var hijackCookie atomic.Bool // the hijacking handshake carried A's cookie
+	var hijackCookie atomic.Bool  // the hijacking handshake carried A's cookie
+	var plantedCookie atomic.Bool // a handshake to A carried two token cookies
 	a = newDemoEnv(t, withHandler(func(srv http.Handler) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("POST /report", rep.handler())
 		mux.Handle("GET /test/main", servePage(ready, mainPage, func() pageVars { return pageVars{Next: b.URL + "/hijack"} }))
+		mux.Handle("GET /test/victim", servePage(ready, victimPage, func() pageVars { return pageVars{Next: closeURL} }))
 		mux.Handle("GET /test/short-token", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			<-ready
 			w.Write([]byte(a.issue("erin", 3*time.Second, "api", "ws")))
@@ -380,6 +409,9 @@ func TestBrowser(t *testing.T) {
 				if ck, err := r.Cookie("token"); err == nil && ck.Value != "" {
 					hijackCookie.Store(true)
 				}
+			}
+			if r.URL.Path == "/ws" && len(r.CookiesNamed("token")) > 1 {
+				plantedCookie.Store(true)
 			}
 			srv.ServeHTTP(w, r)
 		}))
@@ -398,7 +430,8 @@ func TestBrowser(t *testing.T) {
 		return pageVars{
 			TargetWS:     "ws" + strings.TrimPrefix(a.URL, "http") + "/ws",
 			TargetTicket: a.URL + "/api/ws-ticket",
-			Next:         closeURL,
+			PlantToken:   a.issue("mallory", time.Hour, "api", "ws"),
+			Next:         a.URL + "/test/victim",
 		}
 	}))
 	// C is reached as localhost, a site of its own: cookies ignore ports,
@@ -491,6 +524,20 @@ func TestBrowser(t *testing.T) {
 		waitFor(t, 5*time.Second, "A to log a 403 for the cross-site ticket request", func() bool {
 			return a.log.logged("path=/api/ws-ticket status=403", "origin not allowed")
 		})
+	})
+	t.Run("planted cookie", func(t *testing.T) {
+		got := rep.wait(t, "planted-cookie", deadline)
+		if me := got.Lists["me"]; len(me) != 1 || me[0] != "alice" {
+			t.Errorf("GET /api/me on the victim's page after the plant: %q; want alice", me)
+		}
+		wantRefused(t, "by cookie after another port planted one", got.Lists["cookie"])
+		if !plantedCookie.Load() {
+			t.Error("no handshake to A carried two token cookies: the plant was not really attempted")
+		}
+		waitFor(t, 5*time.Second, "A to log a 400 for the repeated cookie", func() bool {
+			return a.log.logged("path=/ws status=400", "token cookie is sent more than once")
+		})
+		wantEcho(t, "by ticket after the plant", got.Lists["ticket"], "", "alice")
 	})
 	t.Run("7 close mode", func(t *testing.T) {
 		got := rep.wait(t, "close-mode", deadline)

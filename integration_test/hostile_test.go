@@ -29,7 +29,11 @@ func rawExchange(t testing.TB, addr, raw string) (*http.Response, string) {
 	defer nc.Close()
 	nc.SetDeadline(time.Now().Add(10 * time.Second))
 	go io.WriteString(nc, raw)
-	resp, err := http.ReadResponse(bufio.NewReader(nc), nil)
+	var req *http.Request // a GET, to ReadResponse
+	if strings.HasPrefix(raw, "HEAD ") {
+		req = &http.Request{Method: "HEAD"} // its answer has a Content-Length and no body
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(nc), req)
 	if err != nil {
 		t.Fatalf("reading the answer to %.60q…: %v", raw, err)
 	}
@@ -175,6 +179,14 @@ func TestBadInput(t *testing.T) {
 			405, "", [2]string{"Allow", "GET, HEAD"}, false},
 		{"DELETE /ws", "DELETE /ws HTTP/1.1\r\nHost: " + host + "\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
 			405, "", [2]string{"Allow", "GET, HEAD"}, false},
+		{"HEAD /ws, which the GET pattern also matches", "HEAD /ws HTTP/1.1\r\nHost: " + host + "\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
+			405, "", [2]string{"Allow", "GET"}, false},
+		{"Host x/net cannot parse, token in the query", "GET /ws?token=" + valid + " HTTP/1.1\r\nHost: 127.0.0.1:abc\r\n" + wsHeaders + "\r\n",
+			400, "invalid_request", [2]string{}, false},
+		{"Host x/net cannot parse, valid bearer", "GET /ws?x=1 HTTP/1.1\r\nHost: " + host + "x\r\n" + wsHeaders + "Authorization: Bearer " + valid + "\r\n\r\n",
+			400, "invalid_request", [2]string{}, false},
+		{"Connection: Upgrade on a second header line", get("/ws", "Upgrade: websocket\r\nConnection: keep-alive\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer "+valid+"\r\n"),
+			426, "invalid_request", [2]string{"Upgrade", "websocket"}, false},
 		{"CONNECT", "CONNECT " + host + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n", 405, "", [2]string{}, false},
 		{"request line of garbage", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n", 400, "", [2]string{}, false},
 		{"no Host", "GET /api/me HTTP/1.1\r\nAuthorization: Bearer " + valid + "\r\n\r\n", 400, "", [2]string{}, false},
@@ -203,6 +215,10 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	stop()
+	// The log records the status sent, never 101 for a handshake refused.
+	if !e.log.logged("method=HEAD path=/ws status=405") || e.log.logged("path=/ws status=101", "credential=bearer", "method=HEAD") {
+		t.Errorf("the log has no line method=HEAD path=/ws status=405, or one with 101")
+	}
 }
 
 // TestBadFramesOthersServed: after a good handshake, a client that sends
@@ -439,6 +455,44 @@ func TestThrottleFailedAuthentications(t *testing.T) {
 	clk.Advance(10 * time.Second)
 	if status, _, _ := e.get("/api/me", bearer(e.issue("dave", time.Hour, "api"))); status != 200 {
 		t.Errorf("a new valid token after one refill: %d; want 200", status)
+	}
+}
+
+// TestThrottleIPv6Per48: IPv6 clients are throttled per /64 and, with four
+// bursts, per /48, so that an attacker routed a /48 cannot rotate through
+// its /64s for a fresh burst each. The clients' addresses come from a
+// trusted proxy's X-Forwarded-For.
+func TestThrottleIPv6Per48(t *testing.T) {
+	clk := newTestClock()
+	trusted, _ := server.ParseTrustedProxies("127.0.0.1")
+	e := newEnv(t, withServer(func(c *server.Config) {
+		c.FailureBurst = 2
+		c.FailureRefill = 10 * time.Second
+		c.TrustedProxies = trusted
+		c.Now = clk.Now
+	}))
+	from := func(ip string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + randomToken()}, "X-Forwarded-For": {ip}}
+	}
+	for sub := range 4 {
+		for i := range 2 {
+			if status, _, body := e.get("/api/me", from(fmt.Sprintf("2001:db8:1:%x::%x", sub, i+1))); status != 401 {
+				t.Fatalf("bad token %d from /64 number %d of the /48: %d %s; want 401", i+1, sub+1, status, body)
+			}
+		}
+	}
+	before := e.svc.Introspections()
+	if status, h, _ := e.get("/api/me", from("2001:db8:1:ff::1")); status != 429 || h.Get("Retry-After") != "10" {
+		t.Errorf("a fifth /64 of a /48 that failed 8 times (4 bursts of 2): %d, Retry-After %q; want 429, Retry-After 10", status, h.Get("Retry-After"))
+	}
+	if n := e.svc.Introspections() - before; n != 0 {
+		t.Errorf("the token system was asked %d times for the throttled /48; want 0", n)
+	}
+	if status, _, _ := e.get("/api/me", from("2001:db8:2:ff::1")); status != 401 {
+		t.Errorf("a bad token from another /48: %d; want 401", status)
+	}
+	if status, _, _ := e.get("/api/me", http.Header{"Authorization": {"Bearer " + e.issue("alice", time.Hour, "api")}, "X-Forwarded-For": {"2001:db8:2:ff::1"}}); status != 200 {
+		t.Errorf("a valid token from another /48: %d; want 200", status)
 	}
 }
 

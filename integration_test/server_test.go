@@ -9,6 +9,7 @@ import (
 	"time"
 
 	faketokensvc "wsauth/fake_tokensvc"
+	"wsauth/server"
 )
 
 // TestOrigin is the defence against cross-site WebSocket hijacking: a page
@@ -61,6 +62,62 @@ func TestOrigin(t *testing.T) {
 	}
 }
 
+// TestOriginScheme: when the server knows the client used TLS (it serves
+// TLS, or a trusted proxy says X-Forwarded-Proto: https), a page of the
+// same host must be an https page: a plain-http page of that host, which
+// anyone on the network path can write, may not open the wss socket with
+// the visitor's cookie. When the server cannot know, the scheme is not
+// compared.
+func TestOriginScheme(t *testing.T) {
+	t.Parallel()
+	trusted, _ := server.ParseTrustedProxies("127.0.0.1")
+	for _, tc := range []struct {
+		name   string
+		opts   []envOption
+		header http.Header // besides the cookie and Origin
+		scheme string      // of the Origin
+		want   int
+	}{
+		{"TLS, https page", []envOption{withTLS()}, nil, "https", 101},
+		{"TLS, http page", []envOption{withTLS()}, nil, "http", 403},
+		{"trusted proxy says https, https page", []envOption{withServer(func(c *server.Config) { c.TrustedProxies = trusted })},
+			http.Header{"X-Forwarded-Proto": {"https"}}, "https", 101},
+		{"trusted proxy says https, http page", []envOption{withServer(func(c *server.Config) { c.TrustedProxies = trusted })},
+			http.Header{"X-Forwarded-Proto": {"https"}}, "http", 403},
+		{"untrusted peer says https, http page (scheme unknown)", nil,
+			http.Header{"X-Forwarded-Proto": {"https"}}, "http", 101},
+		{"plain http, https page (scheme unknown: a proxy may terminate TLS)", nil, nil, "https", 101},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, tc.opts...)
+			host := e.URL[strings.Index(e.URL, "://")+3:]
+			tok := e.issue("alice", time.Hour, "api", "ws")
+			h := http.Header{"Cookie": {"token=" + tok}, "Origin": {tc.scheme + "://" + host}}
+			for k, v := range tc.header {
+				h[k] = v
+			}
+			c, resp, body := e.dial("/ws", h)
+			if tc.want == 101 {
+				if c == nil {
+					t.Fatalf("Origin %s://%s: status %d %s; want 101", tc.scheme, host, resp.StatusCode, body)
+				}
+				checkWelcomeAndEcho(t, c, "alice")
+				return
+			}
+			if c != nil {
+				t.Fatalf("Origin %s://%s: upgraded; want 403", tc.scheme, host)
+			}
+			checkRefusal(t, "Origin "+tc.scheme+"://"+host, resp.StatusCode, resp.Header, body, 403, "", "forbidden_origin", tok)
+			// Minting a ticket by cookie follows the same rule.
+			h.Set("Content-Type", "application/json")
+			if status, _, body := e.post("/api/ws-ticket", h, "{}"); status != 403 || errorCode(body) != "forbidden_origin" {
+				t.Errorf("POST /api/ws-ticket from Origin %s://%s: %d %s; want 403 forbidden_origin", tc.scheme, host, status, body)
+			}
+		})
+	}
+}
+
 func TestBadRequests(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -78,6 +135,9 @@ func TestBadRequests(t *testing.T) {
 		{"repeated query token", "/api/me?token=" + alice + "&token=" + alice, nil, 400, "invalid_request"},
 		{"more cookies than net/http parses", "/api/me", http.Header{"Cookie": {strings.Repeat("c=1; ", 3001) + "token=" + alice}}, 431, "too_many_cookies"},
 		{"GET /ws without Upgrade", "/ws", http.Header{"Authorization": {"Bearer " + alice}}, 426, "invalid_request"},
+		{"a query net/url drops whole (over 10,000 parameters) hides ?token= behind the cookie",
+			"/api/me?token=" + bob + "&" + strings.Repeat("p&", 10_000), http.Header{"Cookie": {"token=" + alice}}, 400, "invalid_request"},
+		{"a malformed query", "/api/me?token=" + bob + "&x=%zz", nil, 400, "invalid_request"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -137,6 +197,59 @@ func testPrecedenceWS(t *testing.T) {
 		t.Fatalf("WebSocket with a valid bearer and a stale cookie: %d %s; want 101", resp.StatusCode, body)
 	}
 	checkWelcomeAndEcho(t, c, "alice")
+}
+
+// TestCookieShadowing: a page on another port of the same host, or one
+// that sets a narrower Path, can plant a second token cookie that the
+// browser sends before the user's own. When the cookie is the credential
+// in use, a request carrying it twice is refused 400, on every route, at no
+// cost to the token system; a request that authenticates otherwise is not
+// refused for cookies it does not use.
+func TestCookieShadowing(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	alice := e.issue("alice", time.Hour, "api", "ws")
+	mallory := e.issue("mallory", time.Hour, "api", "ws")
+	planted := http.Header{"Cookie": {"token=" + mallory + "; token=" + alice}}
+	with := func(h http.Header, kv ...string) http.Header {
+		out := h.Clone()
+		for i := 0; i < len(kv); i += 2 {
+			out.Set(kv[i], kv[i+1])
+		}
+		return out
+	}
+
+	before := e.svc.Introspections()
+	status, h, body := e.get("/api/me", planted)
+	checkRefusal(t, "GET /api/me with the token cookie twice", status, h, body, 400, `Bearer realm="wsauth", error="invalid_request"`, "invalid_request", mallory)
+	c, resp, body := e.dial("/ws", planted)
+	if c != nil {
+		t.Fatalf("WebSocket with the token cookie twice: upgraded; want 400")
+	}
+	checkRefusal(t, "WebSocket with the token cookie twice", resp.StatusCode, resp.Header, body, 400, `Bearer realm="wsauth", error="invalid_request"`, "invalid_request", mallory)
+	status, _, body = e.post("/api/ws-ticket", with(planted, "Content-Type", "application/json"), "{}")
+	if status != 400 || errorCode(body) != "invalid_request" {
+		t.Errorf("POST /api/ws-ticket with the token cookie twice: %d %s; want 400 invalid_request", status, body)
+	}
+	if n := e.svc.Introspections() - before; n != 0 {
+		t.Errorf("refusing repeated cookies cost %d introspections; want 0", n)
+	}
+
+	status, _, body = e.get("/api/me", with(planted, "Authorization", "Bearer "+alice))
+	checkMe(t, status, body, "alice")
+	c, resp, body = e.dial("/ws", with(planted, "Sec-WebSocket-Protocol", "wsauth.v1, wsauth.bearer."+alice))
+	if c == nil {
+		t.Fatalf("WebSocket by subprotocol with the token cookie twice: %d %s; want 101", resp.StatusCode, body)
+	}
+	checkWelcomeAndEcho(t, c, "alice")
+	c, resp, body = e.dial("/ws?ticket="+e.mintTicket(t, alice), planted)
+	if c == nil {
+		t.Fatalf("WebSocket by ticket with the token cookie twice: %d %s; want 101", resp.StatusCode, body)
+	}
+	checkWelcomeAndEcho(t, c, "alice")
+	if !e.log.logged("path=/ws status=400", "token cookie is sent more than once") {
+		t.Errorf("the log has no 400 line for /ws naming the repeated cookie")
+	}
 }
 
 // TestTokenSystemFailsClosed: when the token system cannot answer, the

@@ -329,3 +329,38 @@ func TestTicketReplaySetFull(t *testing.T) {
 		t.Errorf("once the tickets expired: status = %d (%s); want 200", status, body)
 	}
 }
+
+// TestTicketsPerSubject: a subject that holds TicketsPerSubject unexpired
+// tickets is answered 429 with Retry-After, however many it used, so that
+// it cannot fill the replay set that every user's tickets need; others
+// still mint, and its tickets expire to make room.
+func TestTicketsPerSubject(t *testing.T) {
+	t.Parallel()
+	clk := newTestClock()
+	e := newEnv(t, withServer(func(c *server.Config) { c.Now = clk.Now; c.TicketsPerSubject = 3 }))
+	alice := e.issue("alice", time.Hour, "api", "ws")
+	first := e.mintTicket(t, alice)
+	e.mintTicket(t, alice)
+	e.mintTicket(t, alice)
+	c, resp, body := e.dial("/ws?ticket="+first, nil)
+	if c == nil {
+		t.Fatalf("alice's first ticket: status %d %s; want 101", resp.StatusCode, body)
+	}
+	checkWelcomeAndEcho(t, c, "alice")
+
+	h := func(tok string) http.Header {
+		return http.Header{"Authorization": {"Bearer " + tok}, "Content-Type": {"application/json"}}
+	}
+	status, hdr, body := e.post("/api/ws-ticket", h(alice), "{}")
+	if status != 429 || errorCode(body) != "too_many_tickets" || hdr.Get("Retry-After") != "30" {
+		t.Fatalf("alice's fourth ticket with a quota of 3: %d Retry-After %q %s; want 429 too_many_tickets, Retry-After 30",
+			status, hdr.Get("Retry-After"), body)
+	}
+	if status, _, body := e.post("/api/ws-ticket", h(e.issue("bob", time.Hour, "ws")), "{}"); status != 200 {
+		t.Errorf("bob's ticket while alice is at her quota: %d %s; want 200", status, body)
+	}
+	clk.Advance(server.TicketTTL)
+	if status, _, body := e.post("/api/ws-ticket", h(alice), "{}"); status != 200 {
+		t.Errorf("alice's ticket once hers expired: %d %s; want 200", status, body)
+	}
+}

@@ -23,28 +23,46 @@ import (
 // Nothing reaches a handler without passing all of them: every failure ends
 // in writeError.
 
-// authorized is what require puts in a request's context.
+// authorized is a request's principal and the token that proved it.
 type authorized struct {
 	p     tokens.Principal
 	token string // kept for the rechecks of a WebSocket; never logged
 }
 
-// PrincipalFrom returns the Principal that authorized the request whose
-// context is ctx.
-func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
-	a, ok := authorizedFrom(ctx)
-	return a.p, ok
+// decision is what the checks decided about a request, handed to its
+// handler in the request's context: the principal and its token, or, in
+// close mode only (reject.go), the authentication error that the WebSocket
+// handler answers with a close frame instead of an HTTP status. A handler
+// acts on the decision and never infers one, so "no principal, no upgrade"
+// holds however a handler is reached.
+type decision struct {
+	authorized       // when refused is nil
+	refused    error // close mode: why the token was refused
 }
 
-// authorizedFrom returns what require stored in the request's logRecord.
-// The record is already in every request's context (logRequests), so
-// authorizing costs no second context value and no second copy of the
-// *http.Request (issue 6: three allocations per request).
-func authorizedFrom(ctx context.Context) (authorized, bool) {
-	if rl := logRecordFrom(ctx); rl != nil && rl.authOK {
-		return rl.auth, true
+// decisionKey is the context key of a request's decision. An unexported
+// type of its own, so that no other package can set or read the value.
+type decisionKey struct{}
+
+// withDecision returns a copy of r whose context carries d.
+func withDecision(r *http.Request, d decision) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), decisionKey{}, d))
+}
+
+// decisionFrom returns the decision in ctx, and whether there is one.
+func decisionFrom(ctx context.Context) (decision, bool) {
+	d, ok := ctx.Value(decisionKey{}).(decision)
+	return d, ok
+}
+
+// PrincipalFrom returns the Principal that authorized the request whose
+// context is ctx, and false when no principal authorized it.
+func PrincipalFrom(ctx context.Context) (tokens.Principal, bool) {
+	d, ok := decisionFrom(ctx)
+	if !ok || d.refused != nil {
+		return tokens.Principal{}, false
 	}
-	return authorized{}, false
+	return d.p, true
 }
 
 // require lets through requests whose credential, from one of the accepted
@@ -56,26 +74,11 @@ func (s *Server) require(scope string, accepted source, next http.Handler) http.
 			s.writeError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, withAuthorized(r, a))
+		next.ServeHTTP(w, withDecision(r, decision{authorized: a}))
 	})
 }
 
-// withAuthorized records a in r's log record, where authorizedFrom finds
-// it, and returns r, or a copy of r carrying a record when it had none (a
-// chain built without logRequests).
-func withAuthorized(r *http.Request, a authorized) *http.Request {
-	rl := logRecordFrom(r.Context())
-	if rl == nil {
-		rl = &logRecord{}
-		r = r.WithContext(context.WithValue(r.Context(), logKey{}, rl))
-	}
-	rl.auth, rl.authOK = a, true
-	return r
-}
-
-// authenticate runs steps 3 to 5 above, with the throttle of failed
-// authentications (throttle.go) around step 4: a client IP or token that
-// failed too often is refused before the token system is asked.
+// authenticate runs steps 3 to 5 above.
 func (s *Server) authenticate(r *http.Request, scope string, accepted source) (authorized, error) {
 	cred, err := extractCredential(r, accepted, s.cfg.CookieName)
 	if err != nil {
@@ -85,33 +88,54 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 	if rl != nil {
 		rl.source = cred.source
 	}
+	a, err := s.validate(r.Context(), s.clientIP(r), cred, "")
+	if err != nil {
+		return authorized{}, err
+	}
+	if rl != nil {
+		rl.subject = a.p.Subject
+	}
+	if !a.p.HasScope(scope) {
+		return authorized{}, &scopeError{scope}
+	}
+	return a, nil
+}
+
+// validate is step 4, for a handshake or request and for an in-band
+// refresh alike: it opens and spends cred when it is a ticket, and asks the
+// token system about the token, inside the throttle of failed
+// authentications (throttle.go): a client IP or a presented token that
+// failed too often is refused before the token system is asked, and every
+// failure that is the client's fault counts against both. With sub set, a
+// valid token of another subject fails like an invalid one, and counts
+// like one, so that an answer never tells a guesser which tokens are
+// valid.
+func (s *Server) validate(ctx context.Context, ip string, cred credential, sub string) (authorized, error) {
 	var keys throttleKeys
 	if s.limits != nil {
 		// Keyed by what the client presented: for a ticket, the ticket.
-		keys = s.limits.keys(s.clientIP(r), cred.value)
+		keys = s.limits.keys(ip, cred.value)
 		if wait := s.limits.wait(keys); wait > 0 {
 			return authorized{}, &throttledError{wait}
 		}
 	}
 	token := cred.value
 	if cred.source == fromTicket {
+		var err error
 		if token, err = s.tickets.redeem(cred.value); err != nil {
 			return authorized{}, s.failedKeys(keys, err)
 		}
 	}
-	p, err := s.cfg.Validator.Validate(r.Context(), token)
+	p, err := s.cfg.Validator.Validate(ctx, token)
+	if err == nil && sub != "" && p.Subject != sub {
+		err = errOtherSubject
+	}
 	if err != nil {
 		return authorized{}, s.failedKeys(keys, err)
 	}
 	if s.limits != nil && cred.source != fromTicket {
 		// A ticket is used once: remembering it as good is no use.
 		s.limits.succeed(keys)
-	}
-	if rl != nil {
-		rl.subject = p.Subject
-	}
-	if !p.HasScope(scope) {
-		return authorized{}, &scopeError{scope}
 	}
 	return authorized{p: p, token: token}, nil
 }
@@ -161,7 +185,7 @@ func clientsFault(err error) bool {
 // token system and gets a readable 403.
 func (s *Server) checkOrigin(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if !s.origins.allows(originOf(r), r.Host) {
+		if !s.originAllowed(r) {
 			s.writeError(w, r, errOriginRefused)
 			return
 		}

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"net/url"
 	"strings"
 )
 
@@ -63,6 +64,8 @@ var (
 	errEmptyBearer       = badRequest("empty bearer token")
 	errEmptyParam        = badRequest("empty token or ticket query parameter")
 	errRepeatedParam     = badRequest("the token or ticket query parameter is repeated")
+	errBadQuery          = badRequest("the query string is malformed or has more parameters than the server parses")
+	errRepeatedCookie    = badRequest("the token cookie is sent more than once, so which one is meant is unknown; clear this site's cookies and sign in again")
 	errNoSubprotocol     = badRequest("offer " + subprotocol + " beside " + bearerSubprotocol + "<token>")
 	errQueryTokenOff     = badRequest("tokens in the query string are turned off; use a ticket, a cookie or the subprotocol")
 	errSourceNotAccepted = badRequest("this route does not accept that kind of credential")
@@ -71,7 +74,8 @@ var (
 // extractCredential finds the one credential of r among the sources
 // accepted. Explicit credentials (header, subprotocol, query, ticket) win
 // over the ambient cookie, which a browser sends whether or not the page
-// meant to; two different explicit ones are an error. It never validates
+// meant to; two different explicit ones are an error, and so is the cookie
+// sent twice when it is the credential in use. It never validates
 // anything: it only reads.
 func extractCredential(r *http.Request, accepted source, cookieName string) (credential, error) {
 	var found credential
@@ -122,7 +126,15 @@ func extractCredential(r *http.Request, accepted source, cookieName string) (cre
 	}
 
 	if r.URL.RawQuery != "" {
-		q := r.URL.Query()
+		// r.URL.Query() drops what net/url cannot parse (a bad escape, a
+		// semicolon) and, past 10,000 parameters, every parameter: a
+		// ?token= or ?ticket= lost so would let the cookie stand in for
+		// it, around the one-credential rule. A query that does not parse
+		// is refused. The parse error is not kept: it may quote the query.
+		q, err := url.ParseQuery(r.URL.RawQuery)
+		if err != nil {
+			return credential{}, errBadQuery
+		}
 		for _, p := range [...]struct {
 			name string
 			src  source
@@ -153,8 +165,16 @@ func extractCredential(r *http.Request, accepted source, cookieName string) (cre
 		if n > maxCookies {
 			return credential{}, errTooManyCookies
 		}
-		if c, err := r.Cookie(cookieName); err == nil && c.Value != "" {
-			return credential{value: c.Value, source: fromCookie}, nil
+		// A cookie is keyed by name, host and path, not port: a page on
+		// another port of this host, or one that set a narrower Path, can
+		// plant a second cookie of this name, which the browser sends
+		// first (RFC 6265 §5.4), so that the victim's page runs as the
+		// planter. Which one the user meant cannot be known: refuse.
+		switch cs := r.CookiesNamed(cookieName); {
+		case len(cs) > 1:
+			return credential{}, errRepeatedCookie
+		case len(cs) == 1 && cs[0].Value != "":
+			return credential{value: cs[0].Value, source: fromCookie}, nil
 		}
 	}
 	return credential{}, errNoCredential

@@ -45,7 +45,21 @@ func TestExtractCredential(t *testing.T) {
 		{"query where not accepted", "/x?token=a", nil, fromBearer | fromCookie, credential{}, errQueryTokenOff},
 		{"ticket where not accepted", "/x?ticket=a", nil, fromBearer | fromCookie, credential{}, errSourceNotAccepted},
 		{"too many cookies", "/ws", hdr{"Cookie": {manyCookies}}, wsSources, credential{}, errTooManyCookies},
+		{"cookie twice (one planted for a narrower path)", "/ws", hdr{"Cookie": {"token=planted; token=mine"}}, wsSources, credential{}, errRepeatedCookie},
+		{"cookie twice, on two header lines", "/ws", hdr{"Cookie": {"token=planted", "a=b; token=mine"}}, wsSources, credential{}, errRepeatedCookie},
+		{"cookie twice, the same value", "/ws", hdr{"Cookie": {"token=abc; token=abc"}}, wsSources, credential{}, errRepeatedCookie},
+		{"cookie twice, one empty", "/ws", hdr{"Cookie": {"token=; token=mine"}}, wsSources, credential{}, errRepeatedCookie},
+		{"other cookies twice", "/ws", hdr{"Cookie": {"a=1; a=2; token=mine"}}, wsSources, credential{"mine", fromCookie}, nil},
+		{"bearer is not refused for cookies it does not use", "/ws", hdr{"Authorization": {"Bearer abc"}, "Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromBearer}, nil},
+		{"ticket is not refused for cookies it does not use", "/ws?ticket=t1", hdr{"Cookie": {"token=x; token=y"}}, wsSources, credential{"t1", fromTicket}, nil},
+		{"subprotocol is not refused for cookies it does not use", "/ws", hdr{"Sec-Websocket-Protocol": {"wsauth.v1, wsauth.bearer.abc"}, "Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromSubprotocol}, nil},
+		{"query is not refused for cookies it does not use", "/ws?token=abc", hdr{"Cookie": {"token=x; token=y"}}, wsSources, credential{"abc", fromQuery}, nil},
+		{"cookies twice where cookies are not accepted", "/x", hdr{"Cookie": {"token=x; token=y"}}, fromBearer, credential{}, errNoCredential},
 		{"nothing", "/ws", nil, wsSources, credential{}, errNoCredential},
+		{"query over net/url's parameter limit hides a token", "/ws?token=q&" + strings.Repeat("a&", 10_000), hdr{"Cookie": {"token=c"}}, wsSources, credential{}, errBadQuery},
+		{"bad escape beside a ticket", "/ws?ticket=t1&x=%zz", hdr{"Cookie": {"token=c"}}, wsSources, credential{}, errBadQuery},
+		{"semicolon in the query", "/ws?token=a;b", hdr{"Cookie": {"token=c"}}, wsSources, credential{}, errBadQuery},
+		{"unparsable query where tokens in the query are off", "/ws?x=%zz", hdr{"Cookie": {"token=c"}}, wsSources &^ fromQuery, credential{}, errBadQuery},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := httptest.NewRequest("GET", tc.target, nil)
@@ -68,30 +82,39 @@ func TestOriginPolicy(t *testing.T) {
 		origin []string
 		host   string
 		want   bool
+		secure bool // the server knows the client used TLS
 	}{
-		{nil, "api.example.com", true},
-		{[]string{"https://api.example.com"}, "api.example.com", true},
-		{[]string{"http://API.example.com"}, "api.example.com", true}, // scheme not compared, host case-insensitive
-		{[]string{"http://127.0.0.1:8080"}, "127.0.0.1:8080", true},
-		{[]string{"http://127.0.0.1:8081"}, "127.0.0.1:8080", false}, // port compared
-		{[]string{"https://app.example.com"}, "api.example.com", true},
-		{[]string{"http://app.example.com"}, "api.example.com", false}, // allowed list compares scheme
-		{[]string{"http://other.example:8443"}, "api.example.com", true},
-		{[]string{"https://evil.example"}, "api.example.com", false},
-		{[]string{"https://api.example.com.evil.example"}, "api.example.com", false},
-		{[]string{"null"}, "api.example.com", false},
-		{[]string{""}, "api.example.com", false},
-		{[]string{"::"}, "api.example.com", false},
-		{[]string{"https://api.example.com/path"}, "api.example.com", false},
-		{[]string{"https://user@api.example.com"}, "api.example.com", false},
-		{[]string{"file://api.example.com"}, "api.example.com", false},
-		{[]string{"http://\xd3"}, "\xfd", false}, // invalid UTF-8: EqualFold would call them equal
-		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true},
-		{[]string{"https://café.example"}, "café.example", false}, // browsers send punycode
-		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false},
+		{nil, "api.example.com", true, false},
+		{[]string{"https://api.example.com"}, "api.example.com", true, false},
+		{[]string{"http://API.example.com"}, "api.example.com", true, false}, // scheme unknown, host case-insensitive
+		{[]string{"http://127.0.0.1:8080"}, "127.0.0.1:8080", true, false},
+		{[]string{"http://127.0.0.1:8081"}, "127.0.0.1:8080", false, false}, // port compared
+		{[]string{"https://app.example.com"}, "api.example.com", true, false},
+		{[]string{"http://app.example.com"}, "api.example.com", false, false}, // allowed list compares scheme
+		{[]string{"http://other.example:8443"}, "api.example.com", true, false},
+		{[]string{"https://evil.example"}, "api.example.com", false, false},
+		{[]string{"https://api.example.com.evil.example"}, "api.example.com", false, false},
+		{[]string{"null"}, "api.example.com", false, false},
+		{[]string{""}, "api.example.com", false, false},
+		{[]string{"::"}, "api.example.com", false, false},
+		{[]string{"https://api.example.com/path"}, "api.example.com", false, false},
+		{[]string{"https://user@api.example.com"}, "api.example.com", false, false},
+		{[]string{"file://api.example.com"}, "api.example.com", false, false},
+		{[]string{"http://\xd3"}, "\xfd", false, false}, // invalid UTF-8: EqualFold would call them equal
+		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true, false},
+		{[]string{"https://café.example"}, "café.example", false, false}, // browsers send punycode
+		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false, false},
+		// Over TLS the same-host rule wants an https page.
+		{[]string{"https://api.example.com"}, "api.example.com", true, true},
+		{[]string{"http://api.example.com"}, "api.example.com", false, true},
+		{[]string{"HTTP://api.example.com"}, "api.example.com", false, true},
+		{[]string{"http://127.0.0.1:8443"}, "127.0.0.1:8443", false, true},
+		{nil, "api.example.com", true, true},
+		{[]string{"https://app.example.com"}, "api.example.com", true, true},
+		{[]string{"http://other.example:8443"}, "api.example.com", true, true}, // listed explicitly: the operator's choice
 	} {
-		if got := p.allows(tc.origin, tc.host); got != tc.want {
-			t.Errorf("allows(%q, %q) = %v; want %v", tc.origin, tc.host, got, tc.want)
+		if got := p.allows(tc.origin, tc.host, tc.secure); got != tc.want {
+			t.Errorf("allows(%q, %q, secure %v) = %v; want %v", tc.origin, tc.host, tc.secure, got, tc.want)
 		}
 	}
 }
@@ -118,6 +141,14 @@ func TestCheckUpgrade(t *testing.T) {
 		{"version 8", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Version", "8") }, 426},
 		{"no key", func(r *http.Request) { r.Header.Del("Sec-WebSocket-Key") }, 400},
 		{"short key", func(r *http.Request) { r.Header.Set("Sec-WebSocket-Key", "c2hvcnQ=") }, 400},
+		{"HEAD", func(r *http.Request) { r.Method = "HEAD" }, 405},
+		{"POST", func(r *http.Request) { r.Method = "POST" }, 405},
+		{"Host with a port x/net cannot parse", func(r *http.Request) { r.Host = "example.com:abc" }, 400},
+		{"Host with a bad escape", func(r *http.Request) { r.Host = "exa%zzmple.com" }, 400},
+		{"IPv6 Host", func(r *http.Request) { r.Host = "[::1]:8080" }, 0},
+		{"Connection: upgrade on a second line only (x/net reads the first)", func(r *http.Request) {
+			r.Header["Connection"] = []string{"keep-alive", "Upgrade"}
+		}, 426},
 	} {
 		r := good()
 		tc.mutate(r)

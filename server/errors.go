@@ -3,6 +3,7 @@ package server
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -48,20 +49,43 @@ func (e *throttledError) Error() string {
 	return "too many failed authentications; wait " + e.wait.String()
 }
 
-// answer is what a client is told about an error: nothing in it comes from
-// the request, so no token can leak through it.
+// Why an open WebSocket's token no longer holds it, or a refresh is
+// refused (session.go). They wrap tokens.ErrInvalid or a *scopeError, so
+// that every medium answers them like any other invalid token or lacking
+// scope; only the close reasons differ.
+var (
+	errTokenExpired = fmt.Errorf("token expired: %w", tokens.ErrInvalid)
+	errTokenRevoked = fmt.Errorf("token revoked: %w", tokens.ErrInvalid)
+	errScopeLost    = fmt.Errorf("token lost the ws scope: %w", &scopeError{"ws"})
+	// errOtherSubject is a refresh with a valid token of someone else,
+	// answered like an invalid token: refresh is no validity oracle.
+	errOtherSubject = fmt.Errorf("refresh token belongs to another subject: %w", tokens.ErrInvalid)
+)
+
+// answer is what a client is told about an error, in each medium: an HTTP
+// response, a close frame, or an in-band error message on an open
+// WebSocket. Nothing in it comes from the request, so no token can leak
+// through it.
 type answer struct {
 	status     int
-	code       string // "error" in the body and, with a challenge, in WWW-Authenticate
+	code       string // "error" in the body, in the challenge and in the in-band message
 	desc       string // "error_description" in the body
 	challenge  bool   // send WWW-Authenticate: Bearer
 	scope      string // insufficient_scope only
-	retryAfter int    // seconds, 0 for none
+	retryAfter int    // seconds, 0 for none: Retry-After, or "retry_after" in-band
 	header     [][2]string
+
+	// closeCode and closeReason end a WebSocket that err ends, or, in
+	// close mode, answer a refused handshake (3000 and 3003 only); 0 when
+	// err never closes a connection.
+	closeCode   int
+	closeReason string
 }
 
 // answerFor is the one table from error to answer (RFC 6750 §3 for the
-// challenges). Anything it does not know is a 500.
+// challenges; close codes in frames.go). Anything it does not know is a
+// 500. The more specific errors come first: a ticket error is also
+// tokens.ErrInvalid.
 func answerFor(err error) answer {
 	var (
 		bad   *badRequestError
@@ -69,17 +93,35 @@ func answerFor(err error) answer {
 		up    *upgradeError
 		thr   *throttledError
 	)
+	const (
+		invalidDesc = "the token is invalid, expired or revoked"
+		scopeDesc   = "the token lacks the scope "
+	)
 	switch {
 	case errors.Is(err, errNoCredential):
 		// RFC 6750 §3.1: no error code when the request had no credential.
 		return answer{status: 401, code: "missing_token", challenge: true,
-			desc: "send a bearer token, a token cookie or a one-time ticket"}
+			desc:      "send a bearer token, a token cookie or a one-time ticket",
+			closeCode: CloseUnauthorized, closeReason: "missing token"}
+	case errors.Is(err, errTicketMalformed), errors.Is(err, errTicketForged),
+		errors.Is(err, errTicketExpired), errors.Is(err, errTicketReplayed):
+		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
+			closeCode: CloseUnauthorized, closeReason: "invalid, expired or used ticket"}
+	case errors.Is(err, errTokenExpired):
+		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
+			closeCode: CloseUnauthorized, closeReason: "token expired"}
+	case errors.Is(err, errTokenRevoked):
+		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
+			closeCode: CloseUnauthorized, closeReason: "token revoked"}
 	case errors.Is(err, tokens.ErrInvalid):
-		return answer{status: 401, code: "invalid_token", challenge: true,
-			desc: "the token is invalid, expired or revoked"}
+		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
+			closeCode: CloseUnauthorized, closeReason: "invalid, expired or revoked token"}
+	case errors.Is(err, errScopeLost):
+		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: "ws", desc: scopeDesc + "ws",
+			closeCode: CloseForbidden, closeReason: "insufficient scope"}
 	case errors.As(err, &scope):
-		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: scope.scope,
-			desc: "the token lacks the scope " + scope.scope}
+		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: scope.scope, desc: scopeDesc + scope.scope,
+			closeCode: CloseForbidden, closeReason: "insufficient scope: token lacks " + scope.scope}
 	case errors.Is(err, tokens.ErrUnavailable):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
 			desc: "the token system cannot answer; retry later"}
@@ -100,14 +142,37 @@ func answerFor(err error) answer {
 	case errors.Is(err, errSubjectConns):
 		return answer{status: 429, code: "too_many_connections", retryAfter: 5,
 			desc: "this subject has as many open WebSocket connections as it may; close one first"}
+	case errors.Is(err, errSubjectTickets):
+		// A subject's oldest ticket expires within TicketTTL.
+		return answer{status: 429, code: "too_many_tickets", retryAfter: int(TicketTTL / time.Second),
+			desc: "this subject holds as many unexpired tickets as it may; use them, or retry later"}
 	case errors.Is(err, errTicketsFull):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: int(TicketTTL / time.Second),
 			desc: "the server mints no more tickets now; retry later"}
-	case errors.Is(err, errTooManyConns), errors.Is(err, errShuttingDown):
+	case errors.Is(err, errShuttingDown):
+		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
+			desc:      "the server takes no more WebSocket connections now; retry later",
+			closeCode: CloseGoingAway, closeReason: "server shutting down"}
+	case errors.Is(err, errTooManyConns):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
 			desc: "the server takes no more WebSocket connections now; retry later"}
 	}
 	return answer{status: 500, code: "server_error", desc: "internal error"}
+}
+
+// refusesByClose reports whether close mode answers a refused handshake
+// with a's close frame rather than its HTTP status: only the
+// authentication refusals, 3000 and 3003. A foreign Origin, a malformed
+// request, a throttled client and an unavailable token system stay HTTP.
+func (a answer) refusesByClose() bool {
+	return a.closeCode == CloseUnauthorized || a.closeCode == CloseForbidden
+}
+
+// message is a's in-band form on an open WebSocket:
+// {"type":"error","error":…}, with "retry_after" (seconds) when the HTTP
+// answer would carry Retry-After.
+func (a answer) message() errorMsg {
+	return errorMsg{Type: "error", Error: a.code, RetryAfter: a.retryAfter}
 }
 
 // writeError answers r with err's answer and hands err, the private cause,

@@ -28,6 +28,9 @@ func FuzzExtractCredential(f *testing.F) {
 	f.Add("", "", "token=a&token=b", "", uint8(wsSources))
 	f.Add("Bearer ", "wsauth.bearer.", "token=", "token=\"quoted\"", uint8(0xff))
 	f.Add("", "", "", strings.Repeat("a=b;", 3001), uint8(fromCookie))
+	f.Add("", "", "", "token=planted; token=mine", uint8(wsSources))
+	f.Add("", "", "ticket=t&x=%zz", "token=c", uint8(wsSources))
+	f.Add("", "", "token=a;b", "token=c", uint8(wsSources))
 	f.Fuzz(func(t *testing.T, auth, proto, rawQuery, cookie string, accepted uint8) {
 		r := &http.Request{Method: "GET", URL: &url.URL{Path: "/ws", RawQuery: rawQuery}, Header: http.Header{}}
 		if auth != "" {
@@ -49,6 +52,12 @@ func FuzzExtractCredential(f *testing.F) {
 		if cred.value == "" || source(accepted)&cred.source == 0 {
 			t.Fatalf("extractCredential = %q from %v, accepted %b; want a non-empty value from an accepted source",
 				cred.value, cred.source, accepted)
+		}
+		if _, err := url.ParseQuery(rawQuery); err != nil {
+			t.Fatalf("extractCredential = %q from %v, with a query net/url cannot parse (%v); want 400", cred.value, cred.source, err)
+		}
+		if n := len(r.CookiesNamed("token")); cred.source == fromCookie && n != 1 {
+			t.Fatalf("extractCredential chose the cookie, sent %d times; want it only when sent once", n)
 		}
 		var from string
 		switch cred.source {
@@ -80,7 +89,9 @@ func FuzzExtractCredential(f *testing.F) {
 }
 
 // FuzzOriginPolicy checks that no Origin naming a host other than the
-// server's, and not on the allowed list, is ever allowed.
+// server's, and not on the allowed list, is ever allowed; and that when the
+// server knows the client used TLS, the same-host rule allows only https,
+// and allows nothing it would not allow otherwise.
 func FuzzOriginPolicy(f *testing.F) {
 	f.Add("https", "api.example.com", "api.example.com.evil.example", "")
 	f.Add("http", "127.0.0.1:8080", "127.0.0.1:8081", "/")
@@ -93,13 +104,20 @@ func FuzzOriginPolicy(f *testing.F) {
 	f.Fuzz(func(t *testing.T, scheme, host, originHost, rest string) {
 		p := newOriginPolicy([]string{"https://app.example.com"})
 		origin := scheme + "://" + originHost + rest
-		allowed := p.allows([]string{origin}, host)
+		allowed := p.allows([]string{origin}, host, false)
+		secure := p.allows([]string{origin}, host, true)
+		if secure && !allowed {
+			t.Fatalf("allows(%q, %q) over TLS = true, without TLS = false; want TLS to allow no more", origin, host)
+		}
 		if !allowed {
 			return
 		}
 		u, err := url.Parse(origin)
 		if err != nil {
 			t.Fatalf("allows(%q, %q) = true; the origin does not parse: %v", origin, host, err)
+		}
+		if secure && u.Scheme != "https" && !p.allowed[strings.ToLower(u.Scheme+"://"+u.Host)] {
+			t.Fatalf("allows(%q, %q) over TLS = true for a %s page that is not listed", origin, host, u.Scheme)
 		}
 		switch {
 		case strings.EqualFold(u.Host, host):

@@ -27,15 +27,19 @@ func newOriginPolicy(origins []string) originPolicy {
 }
 
 // allows reports whether a request with these Origin header values (nil
-// when absent) to a server reached as host may open a WebSocket:
+// when absent) to a server reached as host may open a WebSocket; secure
+// says the server knows the client used TLS (requestIsTLS):
 //   - no Origin: allowed, it is not a browser (browsers always send one);
-//   - host[:port] equal to host, case-insensitively, whatever the scheme,
-//     so that a TLS-terminating proxy in front does not break it (as in
-//     gorilla/websocket and coder/websocket);
+//   - host[:port] equal to host, case-insensitively: allowed, whatever the
+//     scheme when the server cannot tell which one the client used (a
+//     TLS-terminating proxy it does not trust, as in gorilla/websocket and
+//     coder/websocket), but only https when it knows the client used TLS:
+//     a plain-http page of the same host is no more trustworthy than a
+//     page of another site, since anyone on the network path can write it;
 //   - exactly an allowed origin;
 //   - anything else, including "null", an empty, unparsable or non-ASCII
 //     value and more than one Origin header: refused.
-func (p originPolicy) allows(origin []string, host string) bool {
+func (p originPolicy) allows(origin []string, host string, secure bool) bool {
 	switch len(origin) {
 	case 0:
 		return true
@@ -55,10 +59,20 @@ func (p originPolicy) allows(origin []string, host string) bool {
 		(u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	if strings.EqualFold(u.Host, host) {
+	if strings.EqualFold(u.Host, host) && (!secure || u.Scheme == "https") {
 		return true
 	}
 	return p.allowed[strings.ToLower(u.Scheme+"://"+u.Host)]
+}
+
+// originAllowed is the origin policy's decision for r. The scheme of the
+// same-host rule is checked when the server knows the client used TLS: it
+// serves TLS itself, or a trusted proxy says X-Forwarded-Proto: https
+// (clientip.go). Behind a proxy it does not trust, it cannot know, and an
+// http page of the same host passes; HSTS keeps browsers from loading one
+// (docs/SECURITY.md).
+func (s *Server) originAllowed(r *http.Request) bool {
+	return s.origins.allows(originOf(r), r.Host, s.requestIsTLS(r))
 }
 
 // originOf returns the Origin header values of r, nil when it has none.

@@ -116,7 +116,7 @@ func (g *registry) shutdown(ctx context.Context) (int, error) {
 	for _, sess := range open {
 		// In parallel: a client that stopped reading holds its close for
 		// up to WriteTimeout, and must not hold the others.
-		closers.Go(func() { sess.close(CloseGoingAway, "server shutting down") })
+		closers.Go(func() { sess.closeFor(errShuttingDown) })
 	}
 	done := make(chan struct{})
 	go func() { g.wg.Wait(); close(done) }()

@@ -1,14 +1,10 @@
 package server
 
 import (
-	"context"
-	"errors"
 	"net/http"
 	"time"
 
 	"golang.org/x/net/websocket"
-
-	"wsauth/tokens"
 )
 
 // Close-mode rejection (Config.WSReject = "close").
@@ -27,44 +23,9 @@ import (
 // refused with 403 before the upgrade (a hijacking page must learn
 // nothing), a malformed request with 400, and 503 with Retry-After.
 
-// wsRejection is the decision to upgrade and close at once. It travels to
-// the WebSocket handler in the request's context, explicitly: the handler
-// never infers it from a missing principal, so "no principal, no upgrade"
-// still holds for the session path.
-type wsRejection struct {
-	code   int
-	reason string
-	cause  error // for the log line only
-}
-
-type rejectKey struct{}
-
-func rejectionFrom(ctx context.Context) (wsRejection, bool) {
-	rej, ok := ctx.Value(rejectKey{}).(wsRejection)
-	return rej, ok
-}
-
-// closeRejection says whether err, from authenticate, is answered by a
-// close frame in close mode, and with which code and reason. The reasons
-// are fixed strings: nothing from the request.
-func closeRejection(err error) (wsRejection, bool) {
-	var scope *scopeError
-	switch {
-	case errors.Is(err, errNoCredential):
-		return wsRejection{CloseUnauthorized, "missing token", err}, true
-	case errors.Is(err, errTicketMalformed), errors.Is(err, errTicketForged),
-		errors.Is(err, errTicketExpired), errors.Is(err, errTicketReplayed):
-		return wsRejection{CloseUnauthorized, "invalid, expired or used ticket", err}, true
-	case errors.Is(err, tokens.ErrInvalid):
-		return wsRejection{CloseUnauthorized, "invalid, expired or revoked token", err}, true
-	case errors.As(err, &scope):
-		return wsRejection{CloseForbidden, "insufficient scope: token lacks " + scope.scope, err}, true
-	}
-	return wsRejection{}, false
-}
-
-// requireWS is require for /ws: in close mode it hands the rejections that
-// closeRejection names to next as a decision in the context.
+// requireWS is require for /ws: in close mode it hands the refusals that
+// answer by a close frame (answer.refusesByClose) to next, as the request's
+// decision.
 func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
 	if s.cfg.WSReject != RejectClose {
 		return s.require("ws", accepted, next)
@@ -72,36 +33,37 @@ func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := s.authenticate(r, "ws", accepted)
 		if err == nil {
-			next.ServeHTTP(w, withAuthorized(r, a))
+			next.ServeHTTP(w, withDecision(r, decision{authorized: a}))
 			return
 		}
-		rej, ok := closeRejection(err)
-		if !ok {
+		if !answerFor(err).refusesByClose() {
 			s.writeError(w, r, err)
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), rejectKey{}, rej)))
+		next.ServeHTTP(w, withDecision(r, decision{refused: err}))
 	})
 }
 
-// rejectByClose upgrades r and closes the connection at once with rej's
-// code and reason. It registers no session: the connection carries no
-// principal and lives at most CloseTimeout after its close frame.
-func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, rej wsRejection) {
+// rejectByClose upgrades r and closes the connection at once with the
+// close code and reason of refused's answer. It registers no session: the
+// connection carries no principal and lives at most CloseTimeout after its
+// close frame.
+func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, refused error) {
+	a := answerFor(refused)
 	rl := logRecordFrom(r.Context())
 	if rl != nil {
-		rl.err = rej.cause
+		rl.err = refused
 	}
 	hc := &hijackCapture{ResponseWriter: w}
 	srv := websocket.Server{
 		Handshake: s.rejectHandshake,
 		Handler: func(ws *websocket.Conn) {
 			hc.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-			if err := closeCodec.Send(ws, closePayload(rej.code, rej.reason)); err != nil {
+			if err := closeCodec.Send(ws, closePayload(a.closeCode, a.closeReason)); err != nil {
 				return
 			}
 			if rl != nil {
-				rl.closeCode = rej.code
+				rl.closeCode = a.closeCode
 			}
 			// RFC 6455 §7.1.1: wait for the client's close, so that the
 			// kernel does not reset the connection under our close frame.
@@ -113,11 +75,11 @@ func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, rej wsRej
 }
 
 // rejectHandshake is the Handshake hook of a close-mode rejection. It
-// upgrades only a request that carries the explicit decision, checks the
-// Origin again, and chooses the subprotocol as handshake does, since a
-// browser fails a handshake that answers none of the protocols it offered
-// and would then see 1006, not the close code.
+// upgrades only a request whose decision is a refusal, checks the Origin
+// again, and chooses the subprotocol as handshake does, since a browser
+// fails a handshake that answers none of the protocols it offered and would
+// then see 1006, not the close code.
 func (s *Server) rejectHandshake(cfg *websocket.Config, r *http.Request) error {
-	_, decided := rejectionFrom(r.Context())
-	return s.checkHandshake(cfg, r, decided, "rejection hook reached without a decision")
+	d, ok := decisionFrom(r.Context())
+	return s.checkHandshake(cfg, r, ok && d.refused != nil, "rejection hook reached without a refusal")
 }

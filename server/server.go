@@ -16,7 +16,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
-	"sync"
 	"time"
 
 	"wsauth/tokens"
@@ -50,6 +49,7 @@ const (
 	DefaultThrottleMaxKeys    = 100_000
 	DefaultMaxConnsPerSubject = 100
 	DefaultMaxTickets         = 100_000
+	DefaultTicketsPerSubject  = 20
 	DefaultDemoTTL            = time.Hour
 )
 
@@ -150,6 +150,12 @@ type Config struct {
 	// to refuse a second use; past it, minting answers 503. Zero means
 	// DefaultMaxTickets (100,000); it has no "off".
 	MaxTickets int
+	// TicketsPerSubject bounds the tickets one subject may hold in this
+	// instance's replay set, minted here and not yet expired, used or not;
+	// past it, minting answers 429 with Retry-After, so that no one
+	// subject can fill the set (ticket.go). Zero means
+	// DefaultTicketsPerSubject (20); negative means no bound.
+	TicketsPerSubject int
 	// WSReject is how /ws refuses a missing or invalid token or a lacking
 	// scope: "http" (default), a 401 or 403 before the upgrade; or "close",
 	// an upgrade closed at once with 3000 or 3003, because a browser cannot
@@ -200,6 +206,9 @@ func (c Config) withDefaults() Config {
 		c.MaxConnsPerSubject = DefaultMaxConnsPerSubject
 	}
 	orDefault(&c.MaxTickets, DefaultMaxTickets, "MaxTickets")
+	if c.TicketsPerSubject == 0 {
+		c.TicketsPerSubject = DefaultTicketsPerSubject
+	}
 	if c.WSReject == "" {
 		c.WSReject = RejectHTTP
 	}
@@ -228,8 +237,6 @@ type Server struct {
 	tickets *ticketBox
 	handler http.Handler
 	limits  *throttle // nil when FailureBurst < 0
-
-	stopOnce sync.Once
 }
 
 // New returns a Server. It panics if cfg.Validator is nil, if
@@ -250,7 +257,7 @@ func New(cfg Config) *Server {
 		rand.Read(key) // crypto/rand.Read never returns an error (Go 1.24+).
 		cfg.Logger.Info("no ticket key configured: a random one for this process; other instances will not accept its tickets")
 	}
-	tickets, err := newTicketBox(key, cfg.Now, cfg.MaxTickets)
+	tickets, err := newTicketBox(key, cfg.Now, cfg.MaxTickets, cfg.TicketsPerSubject)
 	if err != nil {
 		panic("server: Config.TicketKey: " + err.Error())
 	}

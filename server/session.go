@@ -53,6 +53,7 @@ import (
 type session struct {
 	s  *Server
 	rl *logRecord
+	ip string // the handshake's client IP: a refresh's throttle key
 
 	ws *websocket.Conn
 	nc net.Conn // set once by serve; read by drop under ncMu, else under mu
@@ -62,7 +63,8 @@ type session struct {
 	expiry    *time.Timer
 	expiryGen uint64 // counts armExpiry calls, so that a stale timer does nothing
 	ping      *time.Timer
-	closeSent bool // no frame may be written any more
+	refreshes bucket // refresh attempts left (refreshBurst, refreshRefill); the zero value is full
+	closeSent bool   // no frame may be written any more
 	closeCode int
 	pending   *closeError // a close asked for before the upgrade finished
 	finished  bool        // serve has returned: no timer may write
@@ -95,8 +97,9 @@ type (
 		Exp  int64  `json:"exp,omitempty"`
 	}
 	errorMsg struct {
-		Type  string `json:"type"` // "error"
-		Error string `json:"error"`
+		Type       string `json:"type"` // "error"
+		Error      string `json:"error"`
+		RetryAfter int    `json:"retry_after,omitempty"` // seconds
 	}
 )
 
@@ -244,36 +247,62 @@ func (c *session) handle(msg []byte) error {
 }
 
 // refresh moves the connection onto a new token of the same subject, so
-// that it outlives the old token without reconnecting (issue 4; Centrifugo
-// has the same flow). The client sends {"type":"refresh","token":…}:
+// that it outlives the old token without reconnecting (Centrifugo has the
+// same flow). The client sends {"type":"refresh","token":…}:
 //   - same subject, ws scope: the connection lives on the new token, its
 //     expiry and its rechecks; the answer is {"type":"refreshed","exp":…};
-//   - another subject: close 3003, as a token for someone else is no
-//     mistake a client makes by accident;
-//   - invalid, lacking ws, or the token system cannot answer: the answer
-//     is {"type":"error","error":…} with invalid_token, insufficient_scope
-//     or temporarily_unavailable (the codes of the HTTP answers), and the
-//     connection keeps its old token and expiry.
+//   - anything else: the error's in-band message (errors.go),
+//     {"type":"error","error":…}, and the connection keeps its old token
+//     and expiry. An invalid token and another subject's valid token both
+//     get invalid_token, so that refresh tells a guesser nothing; a token
+//     without ws gets insufficient_scope; a token system that cannot answer
+//     temporarily_unavailable.
+//
+// A refresh is an authentication like a handshake's, and costs the same:
+// a failure counts against the handshake's client IP and the presented
+// token in the throttle of failed authentications, and past its burst the
+// answer is too_many_requests with "retry_after", without asking the token
+// system. Besides, one connection may ask refreshBurst times at once and
+// then once per refreshRefill, whatever the answers: a client refreshes
+// about once per token lifetime, and a socket must not be a free channel
+// to the token system.
 func (c *session) refresh(token string) error {
+	c.mu.Lock()
+	now := c.s.cfg.Now()
+	level := c.refreshes.level(now, refreshBurst, refreshRefill)
+	if level < 1 {
+		defer c.mu.Unlock()
+		return c.sendLocked(answerFor(&throttledError{untilOne(level, refreshRefill)}).message())
+	}
+	c.refreshes = bucket{tokens: level - 1, last: now}
+	sub := c.a.p.Subject // a refresh never changes it
+	c.mu.Unlock()
+
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 	defer cancel()
-	p, err := c.s.cfg.Validator.Validate(ctx, token)
+	a, err := c.s.validate(ctx, c.ip, credential{value: token}, sub) // a token, never a ticket
+	if err == nil && !a.p.HasScope("ws") {
+		err = &scopeError{"ws"}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	switch {
-	case errors.Is(err, tokens.ErrInvalid):
-		return c.sendLocked(errorMsg{Type: "error", Error: "invalid_token"})
-	case err != nil:
-		return c.sendLocked(errorMsg{Type: "error", Error: "temporarily_unavailable"})
-	case p.Subject != c.a.p.Subject:
-		return &closeError{code: CloseForbidden, reason: "refresh token belongs to another subject"}
-	case !p.HasScope("ws"):
-		return c.sendLocked(errorMsg{Type: "error", Error: "insufficient_scope"})
+	if err != nil {
+		return c.sendLocked(answerFor(err).message())
 	}
-	c.a = authorized{p: p, token: token}
+	c.a = a
 	c.armExpiry()
-	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(p.Expiry)})
+	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(a.p.Expiry)})
 }
+
+// One connection's refreshes: refreshBurst at once, then one more every
+// refreshRefill. A client refreshes about once per token lifetime (minutes
+// to hours) and retries a failed refresh a few times; ten cover a few
+// rounds of retries, and one a minute is more than any token lifetime
+// needs, while it caps what one socket can ask of the token system.
+const (
+	refreshBurst  = 10
+	refreshRefill = time.Minute
+)
 
 // recheck applies a fresh answer about token to the connection, unless the
 // connection has moved to another token or ended meanwhile.
@@ -289,20 +318,22 @@ func (c *session) recheck(token string, p tokens.Principal, err error) {
 	case errors.Is(err, tokens.ErrInvalid):
 		// An invalid token past its known expiry has expired, whichever of
 		// the recheck and the expiry timer got here first.
-		reason := "token revoked"
+		err = errTokenRevoked
 		if exp := c.a.p.Expiry; !exp.IsZero() && !c.s.cfg.Now().Before(exp) {
-			reason = "token expired"
+			err = errTokenExpired
 		}
-		c.closeLocked(CloseUnauthorized, reason)
 	case err != nil:
 		// The token system cannot answer: the connection keeps the answer
 		// it had until its token expires (registry's "Rechecks").
+		return
 	case !p.HasScope("ws"):
-		c.closeLocked(CloseForbidden, "insufficient scope")
+		err = errScopeLost
 	default:
 		c.a.p = p
 		c.armExpiry()
+		return
 	}
+	c.closeForLocked(err)
 }
 
 // armExpiry (re)starts the timer that closes the connection when its token
@@ -327,7 +358,7 @@ func (c *session) expire(gen uint64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if gen == c.expiryGen {
-		c.closeLocked(CloseUnauthorized, "token expired")
+		c.closeForLocked(errTokenExpired)
 	}
 }
 
@@ -394,6 +425,19 @@ func (c *session) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked(code, reason)
+}
+
+// closeFor closes the connection with the close code and reason of err's
+// answer (errors.go).
+func (c *session) closeFor(err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.closeForLocked(err)
+}
+
+func (c *session) closeForLocked(err error) {
+	a := answerFor(err)
+	c.closeLocked(a.closeCode, a.closeReason)
 }
 
 // closeLocked is close with c.mu held.

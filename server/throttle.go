@@ -13,11 +13,13 @@ import (
 
 // throttle limits failed authentications, so that guessing tokens, or
 // replaying a flood of bad ones, costs neither the token system nor the
-// server much (issue 7). Every failure takes one attempt from two token
-// buckets: the client IP's and the presented token's (keyed by an HMAC of
-// the token, never the token itself). When either bucket is empty the
-// request is answered 429 with Retry-After before the token system is
-// asked. Buckets refill one attempt every Refill, up to Burst.
+// server much. Every failure takes one attempt from two token buckets: the
+// client IP's and the presented token's (keyed by an HMAC of the token,
+// never the token itself); an IPv6 client's failure also takes one from
+// its /48's bucket (keys). When any of them is empty the request is
+// answered 429 with Retry-After before the token system is asked. Buckets
+// refill one attempt every Refill, up to Burst (a /48's, per48Burst times
+// Burst).
 //
 // Policy for honest clients behind the same IP as an attacker (a NAT, a
 // proxy): a token that authenticated successfully within goodFor skips the
@@ -64,20 +66,32 @@ func newThrottle(burst int, refill time.Duration, maxKeys int, now func() time.T
 	}
 }
 
-// throttleKeys names the buckets of one request: its client IP, and its
-// token when it presented one.
+// throttleKeys names the buckets of one request: its client IP, for IPv6
+// also its /48, and its token when it presented one.
 type throttleKeys struct {
-	ip, token string
+	ip, site, token string
 }
 
+// per48Burst is how many times Burst a /48's bucket holds.
+//
+// IPv6 addresses count per /64, since one host usually owns a whole /64 and
+// could otherwise rotate through it. But a site is routed a /48, 65,536
+// /64s: an attacker holding one would get a burst from each. So every /64
+// also draws on its /48's bucket, which refills at the same rate as any
+// other. Four bursts let a few subnets of one organisation fail at once
+// (browsers retrying stale tokens after an outage) without throttling
+// each other, while one /48 gets at most four bursts, not 65,536; and a
+// token that authenticated recently skips the IP buckets altogether.
+const per48Burst = 4
+
 // keys returns the bucket keys for a request from ip presenting token
-// ("" for none). IPv6 addresses count per /64: one host usually owns a
-// whole /64 and could otherwise rotate through it.
+// ("" for none).
 func (t *throttle) keys(ip, token string) throttleKeys {
 	k := throttleKeys{ip: "ip " + ip}
 	if a, err := netip.ParseAddr(ip); err == nil && a.Is6() && !a.Is4In6() {
-		p, _ := a.Prefix(64)
-		k.ip = "ip " + p.String()
+		p64, _ := a.Prefix(64)
+		p48, _ := a.Prefix(48)
+		k.ip, k.site = "ip "+p64.String(), "ip "+p48.String()
 	}
 	if token != "" {
 		m := hmac.New(sha256.New, t.secret)
@@ -98,29 +112,38 @@ func (t *throttle) wait(k throttleKeys) time.Duration {
 		if until, ok := t.good.get(k.token); ok && now.Before(*until) {
 			return 0
 		}
-		d = t.waitLocked(k.token, now)
+		d = t.waitLocked(k.token, now, t.burst)
 	}
-	return max(d, t.waitLocked(k.ip, now))
+	d = max(d, t.waitLocked(k.ip, now, t.burst))
+	if k.site != "" {
+		d = max(d, t.waitLocked(k.site, now, per48Burst*t.burst))
+	}
+	return d
 }
 
-func (t *throttle) waitLocked(key string, now time.Time) time.Duration {
+func (t *throttle) waitLocked(key string, now time.Time, burst float64) time.Duration {
 	b, ok := t.buckets.get(key)
 	if !ok {
 		return 0
 	}
-	avail := t.level(b, now)
-	if avail >= 1 {
-		return 0
-	}
-	return time.Duration(math.Ceil((1 - avail) * float64(t.refill)))
+	return untilOne(b.level(now, burst, t.refill), t.refill)
 }
 
-// level is b's attempts at now, refilled since b.last.
-func (t *throttle) level(b *bucket, now time.Time) float64 {
-	if t.refill <= 0 {
+// untilOne is how long a bucket at level waits for one whole attempt.
+func untilOne(level float64, refill time.Duration) time.Duration {
+	if level >= 1 {
+		return 0
+	}
+	return time.Duration(math.Ceil((1 - level) * float64(refill)))
+}
+
+// level is b's attempts at now: one more for every refill since b.last,
+// up to burst.
+func (b *bucket) level(now time.Time, burst float64, refill time.Duration) float64 {
+	if refill <= 0 {
 		return b.tokens
 	}
-	return min(t.burst, b.tokens+float64(now.Sub(b.last))/float64(t.refill))
+	return min(burst, b.tokens+float64(now.Sub(b.last))/float64(refill))
 }
 
 // fail takes one attempt from each of k's buckets, and forgets that k's
@@ -129,19 +152,22 @@ func (t *throttle) fail(k throttleKeys) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	now := t.now()
-	t.take(k.ip, now)
+	t.take(k.ip, now, t.burst)
+	if k.site != "" {
+		t.take(k.site, now, per48Burst*t.burst)
+	}
 	if k.token != "" {
 		t.good.remove(k.token)
-		t.take(k.token, now)
+		t.take(k.token, now, t.burst)
 	}
 }
 
-func (t *throttle) take(key string, now time.Time) {
+func (t *throttle) take(key string, now time.Time, burst float64) {
 	b, ok := t.buckets.get(key)
 	if !ok {
-		b = t.buckets.put(key, bucket{tokens: t.burst, last: now})
+		b = t.buckets.put(key, bucket{tokens: burst, last: now})
 	}
-	b.tokens = max(0, t.level(b, now)-1)
+	b.tokens = max(0, b.level(now, burst, t.refill)-1)
 	b.last = now
 }
 

@@ -95,6 +95,34 @@ func TestThrottleIPv6Per64(t *testing.T) {
 	}
 }
 
+// TestThrottleIPv6Per48: besides its /64's bucket, every IPv6 failure
+// takes from its /48's, which holds per48Burst bursts, so that a routed /48
+// does not get a burst for each of its 65,536 /64s.
+func TestThrottleIPv6Per48(t *testing.T) {
+	t.Parallel()
+	const burst = 2
+	th := newThrottle(burst, time.Minute, 100, (&clock{t: time.Unix(0, 0)}).Now)
+	n := 0
+	for sub := range per48Burst {
+		for range burst {
+			if w := th.wait(th.keys(fmt.Sprintf("2001:db8:1:%x::1", sub), "")); w != 0 {
+				t.Fatalf("failure %d of the /48's %d, from a /64 within its own burst: wait = %v; want 0", n+1, per48Burst*burst, w)
+			}
+			th.fail(th.keys(fmt.Sprintf("2001:db8:1:%x::1", sub), ""))
+			n++
+		}
+	}
+	if w := th.wait(th.keys("2001:db8:1:99::1", "")); w == 0 {
+		t.Errorf("a fresh /64 of a /48 that failed %d times: wait = 0; want > 0", n)
+	}
+	if w := th.wait(th.keys("2001:db8:2:99::1", "")); w != 0 {
+		t.Errorf("a /64 of another /48: wait = %v; want 0", w)
+	}
+	if w := th.wait(th.keys("192.0.2.1", "")); w != 0 {
+		t.Errorf("an IPv4 address: wait = %v; want 0", w)
+	}
+}
+
 func TestThrottleBounded(t *testing.T) {
 	t.Parallel()
 	clk := &clock{t: time.Unix(0, 0)}

@@ -60,6 +60,9 @@ var (
 	// errTicketsFull is a replay set that cannot take another id: 503
 	// rather than a ticket whose single use could not be enforced.
 	errTicketsFull = errors.New("ticket replay set is full")
+	// errSubjectTickets is a subject that holds Config.TicketsPerSubject
+	// unexpired tickets already: 429.
+	errSubjectTickets = errors.New("this subject holds as many unexpired tickets as it may")
 )
 
 // ticketBox seals and opens tickets and remembers the ids it has seen.
@@ -71,20 +74,30 @@ var (
 // minted by another instance; a ticket minted here already holds its slot.
 // With the default of 100,000 ids (a few MB), one instance mints at most
 // about 3,300 tickets a second, sustained.
+//
+// So that no one subject can fill it and lock every other user out of
+// tickets, a subject may hold at most perSubject ids of tickets minted
+// here at a time (Config.TicketsPerSubject); past that, minting answers
+// 429. An id counts until its ticket expires, used or not: a used id keeps
+// its slot until then, and a subject that minted and spent tickets in a
+// loop would otherwise fill the set as surely as one that hoards them.
 type ticketBox struct {
-	aead cipher.AEAD
-	now  func() time.Time
-	max  int
+	aead       cipher.AEAD
+	now        func() time.Time
+	max        int
+	perSubject int // negative: no bound
 
-	mu    sync.Mutex
-	seen  map[[ticketIDLen]byte]ticketState
-	order []ticketEntry // ids in insertion order, to forget them when they expire
-	head  int           // order[:head] are forgotten
+	mu       sync.Mutex
+	seen     map[[ticketIDLen]byte]ticketState
+	subjects map[string]int // ids held per subject, of tickets minted here
+	order    []ticketEntry  // ids in insertion order, to forget them when they expire
+	head     int            // order[:head] are forgotten
 }
 
 type ticketState struct {
 	exp      time.Time
 	redeemed bool
+	sub      string // who minted it here; "" for another instance's ticket
 }
 
 type ticketEntry struct {
@@ -93,8 +106,9 @@ type ticketEntry struct {
 }
 
 // newTicketBox returns a ticketBox sealing with key, which must be 32 bytes
-// (AES-256).
-func newTicketBox(key []byte, now func() time.Time, max int) (*ticketBox, error) {
+// (AES-256), remembering at most max ids, perSubject of them (negative: no
+// bound) for one subject's tickets.
+func newTicketBox(key []byte, now func() time.Time, max, perSubject int) (*ticketBox, error) {
 	if len(key) != 32 {
 		return nil, fmt.Errorf("ticket key is %d bytes; want 32", len(key))
 	}
@@ -106,17 +120,19 @@ func newTicketBox(key []byte, now func() time.Time, max int) (*ticketBox, error)
 	if err != nil {
 		return nil, err
 	}
-	return &ticketBox{aead: aead, now: now, max: max, seen: make(map[[ticketIDLen]byte]ticketState)}, nil
+	return &ticketBox{aead: aead, now: now, max: max, perSubject: perSubject,
+		seen: make(map[[ticketIDLen]byte]ticketState), subjects: make(map[string]int)}, nil
 }
 
-// mint seals token into a ticket redeemable once until now+TicketTTL.
-func (b *ticketBox) mint(token string) (string, error) {
+// mint seals token, of subject sub, into a ticket redeemable once until
+// now+TicketTTL.
+func (b *ticketBox) mint(token, sub string) (string, error) {
 	var id [ticketIDLen]byte
 	rand.Read(id[:]) // crypto/rand.Read never returns an error (Go 1.24+).
 	exp := b.now().Add(TicketTTL)
 
 	b.mu.Lock()
-	err := b.remember(id, ticketState{exp: exp})
+	err := b.remember(id, ticketState{exp: exp, sub: sub})
 	b.mu.Unlock()
 	if err != nil {
 		return "", err
@@ -198,16 +214,28 @@ func (b *ticketBox) remember(id [ticketIDLen]byte, st ticketState) error {
 	// is then forgotten late, by at most TicketTTL.
 	now := b.now()
 	for ; b.head < len(b.order) && !now.Before(b.order[b.head].exp); b.head++ {
-		delete(b.seen, b.order[b.head].id)
+		old := b.order[b.head].id
+		if sub := b.seen[old].sub; sub != "" {
+			if b.subjects[sub]--; b.subjects[sub] <= 0 {
+				delete(b.subjects, sub)
+			}
+		}
+		delete(b.seen, old)
 	}
 	if b.head > len(b.order)/2 {
 		b.order = append(b.order[:0], b.order[b.head:]...)
 		b.head = 0
 	}
-	if len(b.seen) >= b.max {
+	switch {
+	case st.sub != "" && b.perSubject >= 0 && b.subjects[st.sub] >= b.perSubject:
+		return errSubjectTickets
+	case len(b.seen) >= b.max:
 		return errTicketsFull
 	}
 	b.seen[id] = st
+	if st.sub != "" {
+		b.subjects[st.sub]++
+	}
 	b.order = append(b.order, ticketEntry{id: id, exp: st.exp})
 	return nil
 }
@@ -221,12 +249,12 @@ type ticketMsg struct {
 // handleTicket mints a ticket for the token that authorized the request.
 func (s *Server) handleTicket() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := authorizedFrom(r.Context())
-		if !ok {
+		d, ok := decisionFrom(r.Context())
+		if !ok || d.refused != nil {
 			s.writeError(w, r, errors.New("ticket handler reached without a principal"))
 			return
 		}
-		t, err := s.tickets.mint(a.token)
+		t, err := s.tickets.mint(d.token, d.p.Subject)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
@@ -256,7 +284,7 @@ func (s *Server) scripted(next http.Handler) http.Handler {
 
 // checkScripted is scripted's decision.
 func (s *Server) checkScripted(r *http.Request) error {
-	if !s.origins.allows(originOf(r), r.Host) {
+	if !s.originAllowed(r) {
 		return errOriginRefused
 	}
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))

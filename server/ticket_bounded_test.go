@@ -8,7 +8,7 @@ import (
 )
 
 // ticketBytesPerID bounds the heap one id in the replay set costs: the map
-// slot (16-byte id, 32-byte state, the map's overhead, ~80 bytes) and its
+// slot (16-byte id, 48-byte state, the map's overhead, ~100 bytes) and its
 // entry in the expiry order (40 bytes, twice while the slice is compacted
 // or grown). 256 leaves room for all of it.
 const ticketBytesPerID = 256
@@ -20,7 +20,7 @@ const ticketBytesPerID = 256
 func TestTicketReplaySetBounded(t *testing.T) {
 	const max, rounds = 100_000, 8
 	now := time.Unix(1_800_000_000, 0)
-	box, err := newTicketBox(bytes.Repeat([]byte{1}, 32), func() time.Time { return now }, max)
+	box, err := newTicketBox(bytes.Repeat([]byte{1}, 32), func() time.Time { return now }, max, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,11 +35,11 @@ func TestTicketReplaySetBounded(t *testing.T) {
 	var steady uint64
 	for round := range rounds {
 		for i := range max {
-			if _, err := box.mint("token"); err != nil {
+			if _, err := box.mint("token", "alice"); err != nil {
 				t.Fatalf("round %d, mint %d: %v", round, i, err)
 			}
 		}
-		if _, err := box.mint("one too many"); err != errTicketsFull {
+		if _, err := box.mint("one too many", "alice"); err != errTicketsFull {
 			t.Fatalf("round %d: mint past the maximum = %v; want %v", round, err, errTicketsFull)
 		}
 		if n := len(box.seen); n != max {

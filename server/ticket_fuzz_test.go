@@ -23,8 +23,8 @@ func FuzzTicketOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, token, junk string, at int, xor byte) {
 		now := time.Unix(1_800_000_000, 0)
 		clock := func() time.Time { return now }
-		box, _ := newTicketBox(bytes.Repeat([]byte{1}, 32), clock, 100)
-		other, _ := newTicketBox(bytes.Repeat([]byte{2}, 32), clock, 100)
+		box, _ := newTicketBox(bytes.Repeat([]byte{1}, 32), clock, 100, -1)
+		other, _ := newTicketBox(bytes.Repeat([]byte{2}, 32), clock, 100, -1)
 
 		// Arbitrary input: refused, never a panic, always ErrInvalid.
 		if _, _, tok, err := box.open(junk); err == nil {
@@ -35,7 +35,7 @@ func FuzzTicketOpen(f *testing.F) {
 		if tokens.CheckFormat(token) != nil {
 			return // the server mints tickets only for well-formed tokens
 		}
-		ticket, err := box.mint(token)
+		ticket, err := box.mint(token, "alice")
 		if err != nil {
 			t.Fatalf("mint: %v", err)
 		}

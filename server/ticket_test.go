@@ -13,7 +13,7 @@ import (
 
 func newTestBox(t *testing.T, key byte, now *time.Time, max int) *ticketBox {
 	t.Helper()
-	b, err := newTicketBox(bytes.Repeat([]byte{key}, 32), func() time.Time { return *now }, max)
+	b, err := newTicketBox(bytes.Repeat([]byte{key}, 32), func() time.Time { return *now }, max, -1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -24,7 +24,7 @@ func TestTicketOpen(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	box := newTestBox(t, 1, &now, 10)
 	other := newTestBox(t, 2, &now, 10)
-	good, err := box.mint("tok-en")
+	good, err := box.mint("tok-en", "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +34,7 @@ func TestTicketOpen(t *testing.T) {
 		b[i] ^= 1
 		return base64.RawURLEncoding.EncodeToString(b)
 	}
-	foreign, _ := other.mint("tok-en")
+	foreign, _ := other.mint("tok-en", "alice")
 	for _, tc := range []struct {
 		name   string
 		ticket string
@@ -73,7 +73,7 @@ func TestTicketOpen(t *testing.T) {
 	// the right key (a peer with a skewed clock), is refused.
 	early := now.Add(-time.Minute)
 	skewed := newTestBox(t, 1, &early, 10)
-	far, _ := box.mint("x")
+	far, _ := box.mint("x", "alice")
 	if _, _, _, err := skewed.open(far); !errors.Is(err, errTicketMalformed) {
 		t.Errorf("open of a ticket expiring 90 s ahead = %v; want %v", err, errTicketMalformed)
 	}
@@ -83,9 +83,9 @@ func TestTicketReplaySet(t *testing.T) {
 	now := time.Unix(1_800_000_000, 0)
 	box := newTestBox(t, 1, &now, 3)
 	peer := newTestBox(t, 1, &now, 3)
-	a, _ := box.mint("a")
-	b, _ := box.mint("b")
-	fromPeer, _ := peer.mint("p")
+	a, _ := box.mint("a", "alice")
+	b, _ := box.mint("b", "alice")
+	fromPeer, _ := peer.mint("p", "alice")
 	for _, tk := range []string{a, b} {
 		if tok, err := box.redeem(tk); err != nil || tok == "" {
 			t.Fatalf("first redeem = %q, %v; want the token", tok, err)
@@ -97,15 +97,15 @@ func TestTicketReplaySet(t *testing.T) {
 	if _, err := box.redeem(fromPeer); err != nil {
 		t.Fatalf("redeem of a peer's ticket with room: %v", err)
 	}
-	if _, err := box.mint("c"); !errors.Is(err, errTicketsFull) {
+	if _, err := box.mint("c", "alice"); !errors.Is(err, errTicketsFull) {
 		t.Errorf("mint with 3 of 3 ids held = %v; want %v", err, errTicketsFull)
 	}
-	fromPeer2, _ := peer.mint("q")
+	fromPeer2, _ := peer.mint("q", "alice")
 	if _, err := box.redeem(fromPeer2); !errors.Is(err, errTicketsFull) {
 		t.Errorf("redeem of a peer's ticket with a full set = %v; want %v", err, errTicketsFull)
 	}
 	now = now.Add(TicketTTL)
-	if _, err := box.mint("d"); err != nil {
+	if _, err := box.mint("d", "alice"); err != nil {
 		t.Errorf("mint once every id expired = %v; want nil", err)
 	}
 	if len(box.seen) != 1 || len(box.order)-box.head != 1 {
@@ -113,26 +113,42 @@ func TestTicketReplaySet(t *testing.T) {
 	}
 }
 
-func TestCloseRejection(t *testing.T) {
-	for _, tc := range []struct {
-		err    error
-		code   int
-		reason string
-	}{
-		{errNoCredential, CloseUnauthorized, "missing token"},
-		{tokens.ErrInvalid, CloseUnauthorized, "invalid, expired or revoked token"},
-		{errTicketReplayed, CloseUnauthorized, "invalid, expired or used ticket"},
-		{errTicketForged, CloseUnauthorized, "invalid, expired or used ticket"},
-		{&scopeError{"ws"}, CloseForbidden, "insufficient scope: token lacks ws"},
-		{tokens.ErrUnavailable, 0, ""},
-		{errOriginRefused, 0, ""},
-		{errTwoCredentials, 0, ""},
-		{errTooManyCookies, 0, ""},
-		{errTicketsFull, 0, ""},
-	} {
-		rej, ok := closeRejection(tc.err)
-		if ok != (tc.code != 0) || rej.code != tc.code || rej.reason != tc.reason {
-			t.Errorf("closeRejection(%v) = %d %q, %v; want %d %q", tc.err, rej.code, rej.reason, ok, tc.code, tc.reason)
-		}
+// TestTicketsPerSubject: one subject holds at most perSubject ids of the
+// replay set, used or not, until they expire, so that no one subject can
+// fill the set; other subjects and other instances' tickets are not
+// affected, and nothing of a subject is kept once its tickets expired.
+func TestTicketsPerSubject(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	b, err := newTicketBox(bytes.Repeat([]byte{1}, 32), func() time.Time { return now }, 100, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer := newTestBox(t, 1, &now, 100)
+	first, _ := b.mint("a1", "alice")
+	if _, err := b.mint("a2", "alice"); err != nil {
+		t.Fatalf("alice's second ticket: %v", err)
+	}
+	if _, err := b.mint("a3", "alice"); !errors.Is(err, errSubjectTickets) {
+		t.Errorf("alice's third ticket with a quota of 2 = %v; want %v", err, errSubjectTickets)
+	}
+	if _, err := b.redeem(first); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.mint("a3", "alice"); !errors.Is(err, errSubjectTickets) {
+		t.Errorf("alice's third ticket after using one = %v; want %v: a used id holds its slot until it expires", err, errSubjectTickets)
+	}
+	if _, err := b.mint("b1", "bob"); err != nil {
+		t.Errorf("bob's ticket while alice is at her quota: %v; want nil", err)
+	}
+	fromPeer, _ := peer.mint("p", "alice")
+	if _, err := b.redeem(fromPeer); err != nil {
+		t.Errorf("redeeming alice's ticket from another instance: %v; want nil (its quota is that instance's)", err)
+	}
+	now = now.Add(TicketTTL)
+	if _, err := b.mint("a4", "alice"); err != nil {
+		t.Errorf("alice's ticket once hers expired: %v; want nil", err)
+	}
+	if len(b.subjects) != 1 || b.subjects["alice"] != 1 {
+		t.Errorf("after expiry, ids held per subject = %v; want only alice's new one", b.subjects)
 	}
 }

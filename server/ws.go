@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"golang.org/x/net/websocket"
@@ -24,11 +25,19 @@ func (s *Server) upgradeRequest(next http.Handler) http.Handler {
 }
 
 // checkUpgrade checks a WebSocket opening handshake (RFC 6455 §4.2.1) as far
-// as HTTP goes. x/net/websocket checks some of this after the connection is
-// hijacked, where it can only write a bare status line; it also upgrades
-// HTTP/1.0 requests, which RFC 6455 §4.1 forbids.
+// as HTTP goes, and refuses everything x/net/websocket would refuse, so
+// that x/net never has to: it checks only after the connection is hijacked,
+// after the credential was spent and a connection slot reserved, and can
+// then only write a bare status line, followed, for a URL it cannot parse,
+// by the parse error, which quotes the request URI, ?token= included. It
+// also upgrades HTTP/1.0 requests, which RFC 6455 §4.1 forbids.
 func checkUpgrade(r *http.Request) error {
 	switch {
+	case r.Method != http.MethodGet:
+		// §4.1: the handshake is a GET. The "GET /ws" pattern also
+		// matches HEAD, which x/net refuses with 405 after the hijack.
+		return &upgradeError{status: http.StatusMethodNotAllowed, desc: "a WebSocket handshake is a GET request (RFC 6455 §4.1)",
+			header: [][2]string{{"Allow", "GET"}}}
 	case r.ProtoMajor != 1 || r.ProtoMinor < 1:
 		return &upgradeError{status: 400, desc: "a WebSocket handshake needs HTTP/1.1 (RFC 6455 §4.1)"}
 	case !headerHasToken(r.Header, "Connection", "upgrade") ||
@@ -48,16 +57,24 @@ func checkUpgrade(r *http.Request) error {
 	} else if n, err := base64.StdEncoding.Decode(key[:], []byte(k)); err != nil || n != 16 {
 		return &upgradeError{status: 400, desc: "missing or malformed Sec-WebSocket-Key"}
 	}
+	// x/net builds the connection's URL from the Host header and the
+	// request URI and fails the handshake when url.ParseRequestURI does (a
+	// Host such as "example.com:abc" that net/http lets through). The
+	// scheme does not change the outcome.
+	if _, err := url.ParseRequestURI("ws://" + r.Host + r.URL.RequestURI()); err != nil {
+		return &upgradeError{status: 400, desc: "the Host header is not a host[:port] a WebSocket URL can hold"}
+	}
 	return nil
 }
 
-// headerHasToken reports whether a comma-separated header holds token.
+// headerHasToken reports whether the first line of a comma-separated header
+// holds token. RFC 9110 §5.3 lets a list span several lines, but
+// x/net/websocket reads the first only: a token on a later line would pass
+// here and fail there, after the hijack.
 func headerHasToken(h http.Header, name, token string) bool {
-	for _, line := range h.Values(name) {
-		for t := range strings.SplitSeq(line, ",") {
-			if strings.EqualFold(strings.TrimSpace(t), token) {
-				return true
-			}
+	for t := range strings.SplitSeq(h.Get(name), ",") {
+		if strings.EqualFold(strings.TrimSpace(t), token) {
+			return true
 		}
 	}
 	return false
@@ -67,21 +84,22 @@ func headerHasToken(h http.Header, name, token string) bool {
 // time it runs, the request has passed every check in auth.go.
 func (s *Server) websocket() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, ok := authorizedFrom(r.Context())
-		if rej, rejected := rejectionFrom(r.Context()); !ok && rejected {
-			s.rejectByClose(w, r, rej) // close mode: reject.go
+		d, ok := decisionFrom(r.Context())
+		switch {
+		case !ok:
+			s.writeError(w, r, errors.New("websocket handler reached without a decision"))
+			return
+		case d.refused != nil:
+			s.rejectByClose(w, r, d.refused) // close mode: reject.go
 			return
 		}
-		if !ok {
-			s.writeError(w, r, errors.New("websocket handler reached without a principal"))
-			return
-		}
-		sess, err := s.conns.reserve(a, logRecordFrom(r.Context()))
+		sess, err := s.conns.reserve(d.authorized, logRecordFrom(r.Context()))
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
 		defer s.conns.release(sess)
+		sess.ip = s.clientIP(r) // before serve starts: read by its goroutine only
 		hc := &hijackCapture{ResponseWriter: w}
 		srv := websocket.Server{
 			Handshake: s.handshake,
@@ -101,8 +119,8 @@ func (s *Server) websocket() http.Handler {
 //   - the subprotocol choice: x/net/websocket fails the handshake unless at
 //     most one protocol is left, and must never echo wsauth.bearer.<token>.
 func (s *Server) handshake(cfg *websocket.Config, r *http.Request) error {
-	_, decided := authorizedFrom(r.Context())
-	return s.checkHandshake(cfg, r, decided, "handshake hook reached without a principal")
+	d, ok := decisionFrom(r.Context())
+	return s.checkHandshake(cfg, r, ok && d.refused == nil, "handshake hook reached without a principal")
 }
 
 // checkHandshake is the body of both Handshake hooks: decided says whether
@@ -112,12 +130,12 @@ func (s *Server) checkHandshake(cfg *websocket.Config, r *http.Request, decided 
 	err := errOriginRefused
 	if !decided {
 		err = errors.New(missing)
-	} else if s.origins.allows(originOf(r), r.Host) {
+	} else if s.originAllowed(r) {
 		err = nil
 	}
 	if err != nil {
 		if rl := logRecordFrom(r.Context()); rl != nil {
-			rl.status, rl.err = http.StatusForbidden, err
+			rl.err = err // x/net writes the 403; the log reads its status line
 		}
 		return err
 	}

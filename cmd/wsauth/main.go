@@ -75,6 +75,7 @@ type options struct {
 	maxMessageBytes int
 	maxConns        int
 	maxConnsPerSub  int
+	ticketsPerSub   int
 	authBurst       int
 	authRefill      time.Duration
 	shutdownTimeout time.Duration
@@ -120,6 +121,7 @@ or -ticket-key-file. A 0 means "off" where the flag says so.
 	fs.IntVar(&o.maxMessageBytes, "max-message-bytes", server.DefaultMaxMessageBytes, "largest client message; bigger closes with 1009")
 	fs.IntVar(&o.maxConns, "max-conns", server.DefaultMaxConns, "most open WebSockets; past it, 503")
 	fs.IntVar(&o.maxConnsPerSub, "max-conns-per-subject", server.DefaultMaxConnsPerSubject, "most open WebSockets of one subject; past it, 429 (0: no bound)")
+	fs.IntVar(&o.ticketsPerSub, "tickets-per-subject", server.DefaultTicketsPerSubject, "most unexpired one-time tickets one subject may hold, used or not; past it, 429 (0: no bound)")
 	fs.IntVar(&o.authBurst, "auth-burst", server.DefaultFailureBurst, "failed authentications a client IP or token may have in a row before 429 (0: no throttle)")
 	fs.DurationVar(&o.authRefill, "auth-refill", server.DefaultFailureRefill, "how long a throttled IP or token waits to regain one attempt")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", defaultShutdownTimeout, "how long a shutdown waits for connections to close")
@@ -173,6 +175,7 @@ or -ticket-key-file. A 0 means "off" where the flag says so.
 		{"max-message-bytes", o.maxMessageBytes <= 0, "more than 0"},
 		{"max-conns", o.maxConns <= 0, "more than 0"},
 		{"max-conns-per-subject", o.maxConnsPerSub < 0, "0 (no bound) or more"},
+		{"tickets-per-subject", o.ticketsPerSub < 0, "0 (no bound) or more"},
 		{"auth-burst", o.authBurst < 0, "0 (no throttle) or more"},
 		{"auth-refill", o.authRefill <= 0, "more than 0"},
 		{"shutdown-timeout", o.shutdownTimeout <= 0, "more than 0"},
@@ -300,6 +303,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		MaxConns:        o.maxConns,
 
 		MaxConnsPerSubject: offIfZero(o.maxConnsPerSub),
+		TicketsPerSubject:  offIfZero(o.ticketsPerSub),
 		FailureBurst:       offIfZero(o.authBurst),
 		FailureRefill:      o.authRefill,
 
