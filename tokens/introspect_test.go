@@ -7,62 +7,12 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	faketokensvc "wsauth/fake_tokensvc"
 	"wsauth/tokens"
 )
-
-// clock is a settable clock shared by the fake and the code under test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// env is a fake token service on a real socket and an Introspector for it.
-type env struct {
-	svc   *faketokensvc.Service
-	url   string
-	in    *tokens.Introspector
-	clock *clock
-}
-
-func newEnv(t testing.TB) *env {
-	t.Helper()
-	clk := newClock()
-	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "s3cret", Now: clk.Now})
-	ts := httptest.NewServer(svc.Handler())
-	t.Cleanup(ts.Close)
-	return &env{
-		svc:   svc,
-		url:   ts.URL,
-		clock: clk,
-		in: &tokens.Introspector{
-			URL:          ts.URL + "/introspect",
-			ClientID:     "wsauth",
-			ClientSecret: "s3cret",
-			HTTPClient:   ts.Client(),
-			Timeout:      5 * time.Second, // tests of the timeout set their own
-			Now:          clk.Now,
-		},
-	}
-}
 
 func TestIntrospectorValidate(t *testing.T) {
 	t.Parallel()
