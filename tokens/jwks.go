@@ -186,8 +186,13 @@ func refreshAfter(cacheControl string) time.Duration {
 		case "no-cache", "no-store":
 			return MinJWKSRefresh
 		case "max-age":
-			if sec, err := strconv.ParseInt(strings.Trim(value, `"`), 10, 64); err == nil && sec >= 0 {
-				d = time.Duration(min(sec, int64(MaxJWKSRefresh/time.Second))) * time.Second
+			// RFC 9111 §1.2.2: a value too large to represent is very large.
+			sec, err := strconv.ParseUint(strings.Trim(value, `"`), 10, 63)
+			if errors.Is(err, strconv.ErrRange) {
+				sec, err = uint64(MaxJWKSRefresh/time.Second), nil
+			}
+			if err == nil {
+				d = time.Duration(min(sec, uint64(MaxJWKSRefresh/time.Second))) * time.Second
 			}
 		}
 	}

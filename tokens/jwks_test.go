@@ -78,61 +78,6 @@ func TestJWKSRotation(t *testing.T) {
 	}
 }
 
-func TestJWKSRefreshFollowsMaxAge(t *testing.T) {
-	t.Parallel()
-	for _, tc := range []struct {
-		cacheControl string
-		want         time.Duration // when the set is fetched again
-	}{
-		{"public, max-age=300", 5 * time.Minute},
-		{"max-age=0", tokens.MinJWKSRefresh},
-		{"no-cache", tokens.MinJWKSRefresh},
-		{"no-store", tokens.MinJWKSRefresh},
-		{"max-age=86400", tokens.MaxJWKSRefresh},
-		{"max-age=99999999999999999999", tokens.MaxJWKSRefresh},
-		{"", tokens.DefaultJWKSRefresh},
-		{"max-age=junk", tokens.DefaultJWKSRefresh},
-	} {
-		t.Run(tc.cacheControl, func(t *testing.T) {
-			t.Parallel()
-			key := newTestKey("EdDSA", "k")
-			var mu sync.Mutex
-			fetches := 0
-			body := mustJSON(t, map[string]any{"keys": []any{key.jwk(false)}})
-			ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				fetches++
-				mu.Unlock()
-				w.Header().Set("Cache-Control", tc.cacheControl)
-				w.Write(body)
-			}))
-			defer ts.Close()
-			clk := newClock()
-			v, _ := tokens.NewJWTVerifier(tokens.JWTConfig{JWKSURL: ts.URL, Issuer: "iss", Audience: "api", Now: clk.Now})
-			tok := key.sign(t, map[string]any{"alg": "EdDSA", "kid": "k"}, map[string]any{"iss": "iss", "aud": "api", "sub": "a", "exp": clk.Now().Add(24 * time.Hour).Unix()})
-			count := func() int { mu.Lock(); defer mu.Unlock(); return fetches }
-			if _, err := v.Validate(context.Background(), tok); err != nil {
-				t.Fatal(err)
-			}
-			clk.Advance(tc.want - time.Second)
-			v.Validate(context.Background(), tok)
-			if n := count(); n != 1 {
-				t.Errorf("Cache-Control %q: %d fetches a second before %v; want 1", tc.cacheControl, n, tc.want)
-			}
-			clk.Advance(time.Second)
-			if _, err := v.Validate(context.Background(), tok); err != nil {
-				t.Errorf("Validate at refresh time = %v; want nil (the known key verifies while the set is fetched)", err)
-			}
-			eventually(t, "the refresh", func() error {
-				if n := count(); n != 2 {
-					return fmt.Errorf("%d fetches", n)
-				}
-				return nil
-			})
-		})
-	}
-}
-
 func TestJWKSDown(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
@@ -166,6 +111,14 @@ func TestJWKSDown(t *testing.T) {
 	e.clock.Advance(10 * time.Minute)
 	if _, err := v.Validate(ctx, known); err != nil {
 		t.Errorf("key set down past max-age: Validate(token of a known key) = %v; want nil", err)
+	}
+	// That Validate fetches in the background; FetchKeys waits for it, or
+	// fetches again.
+	if err := v.FetchKeys(ctx); !errors.Is(err, tokens.ErrUnavailable) || !strings.Contains(err.Error(), "503 Service Unavailable") {
+		t.Errorf("FetchKeys with the set down = %v; want ErrUnavailable naming the 503", err)
+	}
+	if _, err := v.Validate(ctx, known); err != nil {
+		t.Errorf("key set down after a failed fetch: Validate(token of a known key) = %v; want nil", err)
 	}
 
 	e.jwksDown.Store(false)

@@ -187,11 +187,11 @@ func (v *JWTVerifier) Validate(ctx context.Context, token string) (Principal, er
 	}
 	// RFC 7515 §5.2: split, decode, check the header, find the key, verify,
 	// and only then read the claims.
-	h64, rest, _ := strings.Cut(token, ".")
-	p64, s64, _ := strings.Cut(rest, ".")
 	if !IsJWT(token) {
 		return Principal{}, errJWTShape
 	}
+	h64, rest, _ := strings.Cut(token, ".")
+	p64, s64, _ := strings.Cut(rest, ".")
 	if len(h64) > b64.EncodedLen(MaxJWTHeaderBytes) {
 		return Principal{}, errJWTHeaderBig
 	}
