@@ -489,6 +489,17 @@ func TestJWKSKeys(t *testing.T) {
 	ecAsRSA := ec.jwk(false)
 	ecAsRSA["kid"], ecAsRSA["alg"] = "ec-as-rsa", "RS256"
 
+	// PS256 with a salt longer than the hash: a valid PSS signature, but not
+	// the one RFC 7518 §3.5 allows.
+	longSalt := func() string {
+		input := b64.EncodeToString(mustJSON(t, header("PS256", "rsa"))) + "." + b64.EncodeToString(mustJSON(t, claims))
+		digest := sha256.Sum256([]byte(input))
+		sig, err := rsa.SignPSS(rand.Reader, rsaTestKey(), crypto.SHA256, digest[:], &rsa.PSSOptions{SaltLength: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return input + "." + b64.EncodeToString(sig)
+	}()
 	for _, tc := range []struct {
 		name    string
 		keys    []map[string]any
@@ -496,6 +507,7 @@ func TestJWKSKeys(t *testing.T) {
 		token   string
 		because string // "" for valid
 	}{
+		{"PS256 with a 64-byte salt", []map[string]any{ps.jwk(false)}, nil, longSalt, "signature does not verify"},
 		{"RSA key without alg takes RS256", []map[string]any{rs.jwk(true)}, nil, rs.sign(t, header("RS256", "rsa"), claims), ""},
 		{"RSA key without alg refuses PS256", []map[string]any{rs.jwk(true)}, nil, ps.sign(t, header("PS256", "rsa"), claims), "not the algorithm of the key"},
 		{"RSA key without alg, PS256 listed first", []map[string]any{rs.jwk(true)}, []string{"PS256", "RS256"}, ps.sign(t, header("PS256", "rsa"), claims), ""},
