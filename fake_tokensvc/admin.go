@@ -11,6 +11,10 @@ type issueRequest struct {
 	Sub        string `json:"sub"`
 	Scope      string `json:"scope"`       // space-separated, as RFC 7662's scope
 	TTLSeconds *int64 `json:"ttl_seconds"` // absent: an hour; 0 or less: already expired
+	Kind       string `json:"kind"`        // access_token (default), refresh_token, id_token
+	Format     string `json:"format"`      // opaque (default) or jwt
+	Alg        string `json:"alg"`         // for a JWT: RS256 (default), PS256, ES256, EdDSA
+	Aud        string `json:"aud"`         // the audience; see TokenRequest.Audience
 }
 
 type issueReply struct {
@@ -35,8 +39,45 @@ func (s *Service) handleIssue(w http.ResponseWriter, r *http.Request) {
 		}
 		ttl = time.Duration(*req.TTLSeconds) * time.Second
 	}
-	token, exp := s.Issue(req.Sub, strings.Fields(req.Scope), ttl)
+	if req.Format != "" && req.Format != "opaque" && req.Format != "jwt" || req.Format == "opaque" && req.Kind == IDToken {
+		writeError(w, http.StatusBadRequest, "invalid_request", `"format" must be opaque or jwt, and an ID token is a jwt`)
+		return
+	}
+	token, exp, err := s.IssueToken(TokenRequest{
+		Sub: req.Sub, Scopes: strings.Fields(req.Scope), TTL: ttl,
+		Kind: req.Kind, JWT: req.Format == "jwt", Alg: req.Alg, Audience: req.Aud,
+	})
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request", err.Error())
+		return
+	}
 	writeJSON(w, http.StatusCreated, issueReply{Token: token, Exp: exp.Unix()})
+}
+
+// handleRotateKeys answers with the new key ids. The body is optional:
+// {"grace_seconds":N} keeps the old keys published for N seconds instead
+// of Options.KeyGrace (0 or less: drops them at once).
+func (s *Service) handleRotateKeys(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		GraceSeconds *int64 `json:"grace_seconds"`
+	}
+	if r.ContentLength != 0 && !decodeJSON(w, r, &req) {
+		return
+	}
+	grace := s.opts.KeyGrace
+	if req.GraceSeconds != nil {
+		if n := *req.GraceSeconds; n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
+			writeError(w, http.StatusBadRequest, "invalid_request", `"grace_seconds" out of range`)
+			return
+		}
+		grace = time.Duration(*req.GraceSeconds) * time.Second
+	}
+	s.RotateKeys(grace)
+	kids := make(map[string]string)
+	for _, alg := range Algorithms {
+		kids[alg] = s.KeyID(alg)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"kids": kids})
 }
 
 func (s *Service) handleRevoke(w http.ResponseWriter, r *http.Request) {

@@ -19,6 +19,11 @@ type introspection struct {
 	Iat       int64  `json:"iat"`
 	ClientID  string `json:"client_id"`
 	TokenType string `json:"token_type"`
+	// Only for tokens issued with an audience, JWTs and tokens other than
+	// access tokens, so that the answer for Issue's tokens stays as it was.
+	Iss      string `json:"iss,omitempty"`
+	Aud      string `json:"aud,omitempty"`
+	TokenUse string `json:"token_use,omitempty"` // Ory Hydra's name for the kind of token
 }
 
 func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
@@ -58,7 +63,7 @@ func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]bool{"active": false})
 		return
 	}
-	writeJSON(w, http.StatusOK, introspection{
+	reply := introspection{
 		Active:    true,
 		Sub:       g.sub,
 		Scope:     strings.Join(g.scopes, " "),
@@ -66,7 +71,15 @@ func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		Iat:       g.iat.Unix(),
 		ClientID:  s.opts.ClientID,
 		TokenType: "Bearer",
-	})
+		Aud:       g.aud,
+	}
+	if g.jwt || g.aud != "" {
+		reply.Iss = s.opts.Issuer
+	}
+	if g.kind != AccessToken {
+		reply.TokenUse = g.kind
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // clientAuthenticated reports whether r carries the service's client

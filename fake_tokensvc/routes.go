@@ -17,6 +17,12 @@ func (s *Service) routes() http.Handler {
 	mux.HandleFunc("PUT /admin/faults", s.handleSetFaults)
 	mux.HandleFunc("GET /admin/stats", s.handleStats)
 	mux.HandleFunc("GET /healthz", handleHealthz)
+
+	// What a real provider publishes for resource servers.
+	mux.HandleFunc("GET /.well-known/openid-configuration", s.handleDiscovery)
+	mux.HandleFunc("GET /.well-known/oauth-authorization-server", s.handleDiscovery)
+	mux.HandleFunc("GET /.well-known/jwks.json", s.handleJWKS)
+	mux.HandleFunc("POST /admin/rotate-keys", s.handleRotateKeys)
 	mux.Handle("/", noRoute(mux))
 	return mux
 }

@@ -40,6 +40,12 @@ type CacheConfig struct {
 	MaxEntries int
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Recheck, if set, is what Refresh asks instead of the validator the
+	// cache is in front of. Kinds.Recheck is made for it: with JWTs and
+	// introspection both configured, requests verify JWTs locally while
+	// rechecks of open connections introspect them, so that a revocation
+	// is seen. Nil means Refresh asks the same validator as Validate.
+	Recheck func(ctx context.Context, token string) (Principal, error)
 }
 
 // Cache is a Validator that remembers the answers of another. Valid answers
@@ -57,10 +63,18 @@ type Cache struct {
 	mu       sync.Mutex
 	entries  map[key]*list.Element // of *entry
 	order    *list.List            // insertion order, oldest first
-	inflight map[key]*call
+	inflight map[flight]*call
 }
 
 type key [sha256.Size]byte
+
+// flight names a call in flight. A refresh that asks cfg.Recheck must not
+// join a validation in flight, nor the reverse: they ask different
+// questions (is the token revoked; is its signature good).
+type flight struct {
+	key     key
+	recheck bool
+}
 
 type entry struct {
 	key   key
@@ -101,7 +115,7 @@ func NewCache(next Validator, cfg CacheConfig) *Cache {
 		cfg:      cfg,
 		entries:  make(map[key]*list.Element),
 		order:    list.New(),
-		inflight: make(map[key]*call),
+		inflight: make(map[flight]*call),
 	}
 	c.hashers.New = func() any { return &hasher{mac: hmac.New(sha256.New, secret)} }
 	return c
@@ -122,11 +136,12 @@ func (c *Cache) Validate(ctx context.Context, token string) (Principal, error) {
 	return c.validate(ctx, token, false)
 }
 
-// Refresh asks the next validator about token even when an answer is
-// remembered, and remembers the new one. Concurrent refreshes and
-// validations of one token still share a single call. Rechecks of open
-// connections use it, so that a revocation is seen at the next recheck
-// whatever the TTL.
+// Refresh asks the next validator (or CacheConfig.Recheck, if set) about
+// token even when an answer is remembered, and remembers the new one.
+// Concurrent refreshes and validations of one token still share a single
+// call, unless Recheck is set: then refreshes share one call and
+// validations another. Rechecks of open connections use it, so that a
+// revocation is seen at the next recheck whatever the TTL.
 func (c *Cache) Refresh(ctx context.Context, token string) (Principal, error) {
 	return c.validate(ctx, token, true)
 }
@@ -143,6 +158,7 @@ func (c *Cache) validate(ctx context.Context, token string, fresh bool) (Princip
 		return Principal{}, err
 	}
 	k := c.key(token)
+	f := flight{key: k, recheck: fresh && c.cfg.Recheck != nil}
 
 	c.mu.Lock()
 	if !fresh {
@@ -155,7 +171,7 @@ func (c *Cache) validate(ctx context.Context, token string, fresh bool) (Princip
 			c.remove(el)
 		}
 	}
-	if cl, ok := c.inflight[k]; ok {
+	if cl, ok := c.inflight[f]; ok {
 		c.mu.Unlock()
 		select {
 		case <-cl.done:
@@ -165,13 +181,13 @@ func (c *Cache) validate(ctx context.Context, token string, fresh bool) (Princip
 		}
 	}
 	cl := &call{done: make(chan struct{})}
-	c.inflight[k] = cl
+	c.inflight[f] = cl
 	c.mu.Unlock()
 
 	defer func() {
 		// Runs even if next panics, so that no waiter blocks forever.
 		c.mu.Lock()
-		delete(c.inflight, k)
+		delete(c.inflight, f)
 		c.store(k, cl.p, cl.err)
 		c.mu.Unlock()
 		close(cl.done)
@@ -179,7 +195,11 @@ func (c *Cache) validate(ctx context.Context, token string, fresh bool) (Princip
 	cl.err = errPanicked
 	// Detached from the caller's cancellation: others may be waiting on this
 	// call. The next validator bounds it (Introspector.Timeout).
-	cl.p, cl.err = c.next.Validate(context.WithoutCancel(ctx), token)
+	if f.recheck {
+		cl.p, cl.err = c.cfg.Recheck(context.WithoutCancel(ctx), token)
+	} else {
+		cl.p, cl.err = c.next.Validate(context.WithoutCancel(ctx), token)
+	}
 	return cl.p, cl.err
 }
 

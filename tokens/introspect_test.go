@@ -7,62 +7,12 @@ import (
 	"net/http/httptest"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	faketokensvc "wsauth/fake_tokensvc"
 	"wsauth/tokens"
 )
-
-// clock is a settable clock shared by the fake and the code under test.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func newClock() *clock { return &clock{now: time.Unix(1_800_000_000, 0)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-// env is a fake token service on a real socket and an Introspector for it.
-type env struct {
-	svc   *faketokensvc.Service
-	url   string
-	in    *tokens.Introspector
-	clock *clock
-}
-
-func newEnv(t testing.TB) *env {
-	t.Helper()
-	clk := newClock()
-	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "s3cret", Now: clk.Now})
-	ts := httptest.NewServer(svc.Handler())
-	t.Cleanup(ts.Close)
-	return &env{
-		svc:   svc,
-		url:   ts.URL,
-		clock: clk,
-		in: &tokens.Introspector{
-			URL:          ts.URL + "/introspect",
-			ClientID:     "wsauth",
-			ClientSecret: "s3cret",
-			HTTPClient:   ts.Client(),
-			Timeout:      5 * time.Second, // tests of the timeout set their own
-			Now:          clk.Now,
-		},
-	}
-}
 
 func TestIntrospectorValidate(t *testing.T) {
 	t.Parallel()
@@ -157,7 +107,20 @@ func TestIntrospectorReplyBounds(t *testing.T) {
 		{"active without sub", `{"active":true,"scope":"ws"}`, tokens.ErrInvalid},
 		{"active, exp in the past", `{"active":true,"sub":"alice","exp":1000}`, tokens.ErrInvalid},
 		{"active, float exp", `{"active":true,"sub":"alice","exp":4.1e9}`, nil},
-		{"active, no exp", `{"active":true,"sub":"alice"}`, nil},
+		{"active, exp as a string", `{"active":true,"sub":"alice","exp":"4100000000"}`, tokens.ErrUnavailable},
+		// A token without "exp" would give a socket that never expires by
+		// time, though the docs promise a token is valid only with a
+		// future "exp".
+		{"active, no exp", `{"active":true,"sub":"alice"}`, tokens.ErrInvalid},
+		{"active, exp null", `{"active":true,"sub":"alice","exp":null}`, tokens.ErrUnavailable},
+		{"active twice, false last", `{"active":true,"sub":"alice","exp":4.1e9,"active":false}`, tokens.ErrUnavailable},
+		{"refresh token (Ory Hydra)", `{"active":true,"sub":"alice","exp":4.1e9,"token_use":"refresh_token"}`, tokens.ErrInvalid},
+		{"access token (Ory Hydra)", `{"active":true,"sub":"alice","exp":4.1e9,"token_use":"access_token"}`, nil},
+		{"refresh token (Keycloak)", `{"active":true,"sub":"alice","exp":4.1e9,"typ":"Refresh"}`, tokens.ErrInvalid},
+		{"offline token (Keycloak)", `{"active":true,"sub":"alice","exp":4.1e9,"typ":"Offline"}`, tokens.ErrInvalid},
+		{"ID token (Keycloak)", `{"active":true,"sub":"alice","exp":4.1e9,"typ":"ID"}`, tokens.ErrInvalid},
+		{"access token (Keycloak)", `{"active":true,"sub":"alice","exp":4.1e9,"typ":"Bearer"}`, nil},
+		{"token_type is not the kind of token (RFC 7662)", `{"active":true,"sub":"alice","exp":4.1e9,"token_type":"refresh_token"}`, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -187,6 +150,9 @@ func TestIntrospectorSendsRFC7662Request(t *testing.T) {
 	in := &tokens.Introspector{URL: ts.URL + "/introspect", ClientID: "my client", ClientSecret: "p&ss:word", HTTPClient: ts.Client()}
 	in.Validate(context.Background(), "tok+en=/%")
 	r := <-got
+	if hint := r.PostForm.Get("token_type_hint"); hint != "access_token" {
+		t.Errorf("form token_type_hint = %q; want access_token (RFC 7662 §2.1)", hint)
+	}
 	id, secret, ok := r.BasicAuth()
 	if r.Method != "POST" || r.URL.Path != "/introspect" {
 		t.Errorf("request = %s %s; want POST /introspect", r.Method, r.URL.Path)
@@ -223,5 +189,177 @@ func TestCheckFormatMakesNoCall(t *testing.T) {
 	}
 	if n := e.svc.Introspections(); n != 0 {
 		t.Errorf("introspections = %d; want 0: malformed tokens must not reach the token system", n)
+	}
+}
+
+func TestIntrospectorAuthMethods(t *testing.T) {
+	t.Parallel()
+	got := make(chan *http.Request, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		got <- r
+		w.Write([]byte(`{"active":false}`))
+	}))
+	defer ts.Close()
+	for _, tc := range []struct {
+		method             string
+		wantBasic          bool
+		wantID, wantSecret string // in the form
+	}{
+		{"", true, "", ""},
+		{tokens.ClientSecretBasic, true, "", ""},
+		{tokens.ClientSecretPost, false, "my client", "p&ss:word"},
+		{tokens.AuthNone, false, "my client", ""},
+	} {
+		in := &tokens.Introspector{URL: ts.URL, ClientID: "my client", ClientSecret: "p&ss:word", AuthMethod: tc.method, HTTPClient: ts.Client()}
+		in.Validate(context.Background(), "tok")
+		r := <-got
+		_, _, basic := r.BasicAuth()
+		if basic != tc.wantBasic || r.PostForm.Get("client_id") != tc.wantID || r.PostForm.Get("client_secret") != tc.wantSecret {
+			t.Errorf("AuthMethod %q: Basic auth %v, form client_id %q, client_secret %q; want %v, %q, %q",
+				tc.method, basic, r.PostForm.Get("client_id"), r.PostForm.Get("client_secret"), tc.wantBasic, tc.wantID, tc.wantSecret)
+		}
+		if r.PostForm.Get("token") != "tok" || r.PostForm.Get("token_type_hint") != "access_token" {
+			t.Errorf("AuthMethod %q: form %v; want token and token_type_hint=access_token", tc.method, r.PostForm)
+		}
+	}
+}
+
+func TestIntrospectorTokenKinds(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	issue := func(req faketokensvc.TokenRequest) string {
+		req.Sub, req.Scopes, req.TTL = "alice", []string{"ws"}, time.Hour
+		return e.issue(t, req)
+	}
+	for _, tc := range []struct {
+		name  string
+		token string
+		want  error
+	}{
+		{"opaque access token", issue(faketokensvc.TokenRequest{}), nil},
+		{"JWT access token", issue(faketokensvc.TokenRequest{JWT: true, Alg: "EdDSA"}), nil},
+		{"opaque refresh token", issue(faketokensvc.TokenRequest{Kind: faketokensvc.RefreshToken}), tokens.ErrInvalid},
+		{"JWT refresh token", issue(faketokensvc.TokenRequest{Kind: faketokensvc.RefreshToken, JWT: true}), tokens.ErrInvalid},
+		{"ID token", issue(faketokensvc.TokenRequest{Kind: faketokensvc.IDToken}), tokens.ErrInvalid},
+	} {
+		if _, err := e.in.Validate(ctx, tc.token); tc.want == nil && err != nil || tc.want != nil && !errors.Is(err, tc.want) {
+			t.Errorf("introspect %s: %v; want %v", tc.name, err, tc.want)
+		}
+	}
+	// Revoking a JWT at the token system is seen by introspection.
+	jwt := issue(faketokensvc.TokenRequest{JWT: true})
+	e.svc.Revoke(jwt)
+	if _, err := e.in.Validate(ctx, jwt); !errors.Is(err, tokens.ErrInvalid) {
+		t.Errorf("introspect revoked JWT: %v; want ErrInvalid", err)
+	}
+}
+
+func TestIntrospectorIssuerAndAudience(t *testing.T) {
+	t.Parallel()
+	const exp = `"exp":4100000000`
+	for _, tc := range []struct {
+		name  string
+		edit  func(*tokens.Introspector)
+		reply string
+		valid bool
+	}{
+		{"nothing configured, no aud", nil, `{"active":true,"sub":"a",` + exp + `}`, true},
+		{"issuer matches", func(in *tokens.Introspector) { in.Issuer = "https://iss" }, `{"active":true,"sub":"a","iss":"https://iss",` + exp + `}`, true},
+		{"issuer differs", func(in *tokens.Introspector) { in.Issuer = "https://iss" }, `{"active":true,"sub":"a","iss":"https://other",` + exp + `}`, false},
+		{"issuer configured, reply has none", func(in *tokens.Introspector) { in.Issuer = "https://iss" }, `{"active":true,"sub":"a",` + exp + `}`, true},
+		{"audience in aud", func(in *tokens.Introspector) { in.Audience = "api" }, `{"active":true,"sub":"a","aud":"api",` + exp + `}`, true},
+		{"audience in an aud array", func(in *tokens.Introspector) { in.Audience = "api" }, `{"active":true,"sub":"a","aud":["x","api"],` + exp + `}`, true},
+		{"audience not in aud", func(in *tokens.Introspector) { in.Audience = "api" }, `{"active":true,"sub":"a","aud":"other",` + exp + `}`, false},
+		{"audience configured, no aud", func(in *tokens.Introspector) { in.Audience = "api" }, `{"active":true,"sub":"a",` + exp + `}`, false},
+		{"client allowed, no aud", func(in *tokens.Introspector) { in.Audience, in.AllowedClientIDs = "api", []string{"app"} },
+			`{"active":true,"sub":"a","client_id":"app",` + exp + `}`, true},
+		{"client allowed, aud of another API", func(in *tokens.Introspector) { in.Audience, in.AllowedClientIDs = "api", []string{"app"} },
+			`{"active":true,"sub":"a","client_id":"app","aud":"other",` + exp + `}`, false},
+		{"client not allowed", func(in *tokens.Introspector) { in.AllowedClientIDs = []string{"app"} },
+			`{"active":true,"sub":"a","client_id":"other",` + exp + `}`, false},
+	} {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write([]byte(tc.reply)) }))
+		in := &tokens.Introspector{URL: ts.URL, HTTPClient: ts.Client()}
+		if tc.edit != nil {
+			tc.edit(in)
+		}
+		_, err := in.Validate(context.Background(), "tok")
+		ts.Close()
+		if tc.valid != (err == nil) || err != nil && !errors.Is(err, tokens.ErrInvalid) {
+			t.Errorf("%s: Validate = %v; want valid = %v, else ErrInvalid", tc.name, err, tc.valid)
+		}
+	}
+}
+
+func TestIntrospectorProbe(t *testing.T) {
+	t.Parallel()
+	closed := httptest.NewServer(nil)
+	closed.Close()
+	reply := func(status int, body string) string {
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(status)
+			w.Write([]byte(body))
+		}))
+		t.Cleanup(ts.Close)
+		return ts.URL + "/introspect"
+	}
+	for _, tc := range []struct {
+		name        string
+		edit        func(*env, *tokens.Introspector)
+		faults      faketokensvc.Faults
+		unreachable bool     // warn only
+		want        []string // substrings of the error; nil for healthy
+	}{
+		{name: "healthy"},
+		{name: "wrong path", edit: func(e *env, in *tokens.Introspector) { in.URL = e.url + "/oauth2/introspect" },
+			want: []string{"/oauth2/introspect answered 404 Not Found", "no introspection endpoint at that URL"}},
+		{name: "wrong secret", edit: func(e *env, in *tokens.Introspector) { in.ClientSecret = "wrong" },
+			want: []string{"/introspect answered 401 Unauthorized", "refused the client credentials", "client_secret_basic"}},
+		{name: "forbidden", edit: func(e *env, in *tokens.Introspector) { in.URL = reply(403, "{}") },
+			want: []string{"answered 403 Forbidden", "refused the client credentials"}},
+		{name: "not JSON", faults: faketokensvc.Faults{Garbage: true},
+			want: []string{"/introspect answered 200 with a body that is not a usable JSON object", "RFC 7662"}},
+		{name: "no active member", edit: func(e *env, in *tokens.Introspector) { in.URL = reply(200, `{"status":"ok"}`) },
+			want: []string{`without a boolean "active"`}},
+		{name: "a random token active", edit: func(e *env, in *tokens.Introspector) { in.URL = reply(200, `{"active":true,"sub":"x"}`) },
+			want: []string{"says a random token is active"}},
+		{name: "status 500", faults: faketokensvc.Faults{Status: 500}, want: []string{"answered 500 Internal Server Error"}},
+		{name: "status 503", faults: faketokensvc.Faults{Status: 503}, unreachable: true, want: []string{"answered 503 Service Unavailable"}},
+		{name: "connection refused", edit: func(e *env, in *tokens.Introspector) { in.URL = closed.URL + "/introspect" },
+			unreachable: true, want: []string{closed.URL + "/introspect: connection refused"}},
+		{name: "password in the URL", edit: func(e *env, in *tokens.Introspector) {
+			in.URL = strings.Replace(closed.URL, "//", "//user:hunter2@", 1)
+		},
+			unreachable: true, want: []string{"user:xxxxx@"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t)
+			e.svc.SetFaults(tc.faults)
+			if tc.edit != nil {
+				tc.edit(e, e.in)
+			}
+			err := e.in.Probe(context.Background())
+			if tc.want == nil {
+				if err != nil {
+					t.Errorf("Probe = %v; want nil", err)
+				}
+				return
+			}
+			if err == nil || errors.Is(err, tokens.ErrUnreachable) != tc.unreachable {
+				t.Errorf("Probe = %v; want an error, ErrUnreachable = %v", err, tc.unreachable)
+				return
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("Probe = %q; want it to say %q", err, want)
+				}
+			}
+			if strings.Contains(err.Error(), "s3cret") || strings.Contains(err.Error(), "hunter2") {
+				t.Errorf("Probe = %q; it contains a secret", err)
+			}
+		})
 	}
 }

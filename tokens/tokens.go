@@ -1,5 +1,9 @@
-// Package tokens validates opaque bearer tokens by asking the external token
-// system (RFC 7662 token introspection), with a bounded, single-flight cache.
+// Package tokens validates bearer tokens: opaque ones by asking the
+// external token system (RFC 7662 token introspection), JWT access tokens
+// (RFC 9068) by verifying them locally against the issuer's JWK set
+// (RFC 7517, with the practices of RFC 8725), found by discovery (OpenID
+// Connect Discovery, RFC 8414) if need be; Kinds picks one per token. A
+// bounded, single-flight cache sits in front of either.
 //
 // Every answer falls into one of three cases, which callers tell apart with
 // errors.Is: a valid token (nil error and a Principal), an invalid one
@@ -27,7 +31,8 @@ var (
 	ErrUnavailable = errors.New("token system unavailable")
 )
 
-// MaxTokenLen is the longest token worth sending to the token system.
+// MaxTokenLen is the longest token worth sending to the token system or
+// verifying: it bounds a JWT's header and claims too.
 const MaxTokenLen = 4096
 
 // Principal is who a valid token speaks for, as the token system said.

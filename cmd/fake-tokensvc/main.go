@@ -1,10 +1,11 @@
 // Command fake-tokensvc serves the in-memory fake of the external token
-// introspection system (RFC 7662) from package faketokensvc, for the demo and
-// for ports of wsauth to test against.
+// system from package faketokensvc: RFC 7662 introspection, JWT access
+// tokens with their JWK set and discovery document, for the demo and for
+// ports of wsauth to test against.
 //
 // Usage:
 //
-//	TOKENSVC_CLIENT_SECRET=… fake-tokensvc [-addr 127.0.0.1:8081] [-client-id wsauth]
+//	TOKENSVC_CLIENT_SECRET=… fake-tokensvc [-addr 127.0.0.1:8081] [-client-id wsauth] [-issuer URL]
 //
 // Warning: its admin API mints tokens for anyone who can reach it. Keep -addr
 // on loopback.
@@ -43,6 +44,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.SetOutput(stdout)
 	addr := fs.String("addr", "127.0.0.1:8081", "listen address; keep it on loopback, the admin API has no auth")
 	clientID := fs.String("client-id", "wsauth", "the client id /introspect accepts (the secret comes from $TOKENSVC_CLIENT_SECRET)")
+	issuer := fs.String("issuer", "", `the "iss" of its JWTs and the "issuer" of its discovery document (default: the URL it listens on, http://<addr>)`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -59,12 +61,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		secret = "dev-secret"
 		logger.Warn("TOKENSVC_CLIENT_SECRET is not set; using the default client secret, fit only for development")
 	}
-	svc := faketokensvc.New(faketokensvc.Options{ClientID: *clientID, ClientSecret: secret})
-
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	base := "http://" + ln.Addr().String()
+	if *issuer == "" {
+		*issuer = base // what discovery at this address must find
+	}
+	svc := faketokensvc.New(faketokensvc.Options{ClientID: *clientID, ClientSecret: secret, Issuer: *issuer})
 	srv := &http.Server{
 		Handler:           svc.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -73,7 +78,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("fake token service listening", "url", "http://"+ln.Addr().String(), "client_id", *clientID)
+	logger.Info("fake token service listening", "url", base, "client_id", *clientID, "issuer", *issuer)
 
 	select {
 	case err := <-served:

@@ -99,6 +99,21 @@ func TestRunServesUntilCancelled(t *testing.T) {
 		t.Errorf("POST /introspect: %+v, decode error %v; want active for alice, client demo", got, err)
 	}
 
+	// Discovery at its own URL names it as the issuer, with its keys.
+	resp, err = client.Get(base + "/.well-known/openid-configuration")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var md struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&md)
+	resp.Body.Close()
+	if err != nil || md.Issuer != base || md.JWKSURI != base+"/.well-known/jwks.json" {
+		t.Errorf("GET /.well-known/openid-configuration: %+v, %v; want issuer %s and its JWK set", md, err, base)
+	}
+
 	cancel()
 	select {
 	case err := <-done:
