@@ -331,7 +331,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		scheme = "https"
 	}
 	base := scheme + "://" + ln.Addr().String()
-	logger.Info("wsauth listening", "url", base, "demo", demo != nil)
 	if demo != nil {
 		logger.Warn("DEMO MODE: anyone can sign in as anyone", "sign_in", base+"/dev/login",
 			"real_token_system", strings.Join(prefixed(tokenSystemFlags), ", "))
@@ -340,6 +339,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		printDemo(stdout, demo, banner{base: base, cookieName: cookieName, queryToken: o.allowQueryToken, wsReject: o.wsReject})
 	}
+	// Last, so that whoever waits for this line finds the banner complete.
+	logger.Info("wsauth listening", "url", base, "demo", demo != nil)
 
 	errc := make(chan error, 1)
 	go func() {
