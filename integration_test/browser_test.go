@@ -54,7 +54,7 @@ func findChrome(t *testing.T) string {
 	if os.Getenv("WSAUTH_REQUIRE_BROWSER") != "" {
 		t.Fatal(msg + "; WSAUTH_REQUIRE_BROWSER is set, so this is a failure")
 	}
-	t.Skip(msg)
+	skipSuite(t, "browser (Chromium)", msg)
 	return ""
 }
 

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -35,7 +36,46 @@ func TestMain(m *testing.M) {
 			code = 1
 		}
 	}
+	reportSkippedSuites()
 	os.Exit(code)
+}
+
+// skippedSuites names the suites that skipped for want of a tool (Chromium,
+// nginx), with how to enable each.
+var (
+	skippedMu     sync.Mutex
+	skippedSuites = map[string]string{}
+)
+
+// skipSuite skips t for want of a tool and remembers why, for
+// reportSkippedSuites.
+func skipSuite(t *testing.T, suite, msg string) {
+	t.Helper()
+	skippedMu.Lock()
+	skippedSuites[suite] = msg
+	skippedMu.Unlock()
+	t.Skip(msg)
+}
+
+// reportSkippedSuites says, one line per suite, which suites did not run
+// and how to run them. `go test ./...` shows nothing of a passing package
+// but its "ok" line, so a skip would pass unseen: the line goes to the
+// terminal (/dev/tty) when there is one, else to stderr, where -v and a
+// failing run show it.
+func reportSkippedSuites() {
+	skippedMu.Lock()
+	defer skippedMu.Unlock()
+	if len(skippedSuites) == 0 {
+		return
+	}
+	var w io.Writer = os.Stderr
+	if tty, err := os.OpenFile("/dev/tty", os.O_WRONLY, 0); err == nil {
+		defer tty.Close()
+		w = tty
+	}
+	for _, suite := range slices.Sorted(maps.Keys(skippedSuites)) {
+		fmt.Fprintf(w, "wsauth/integration_test: %s suite SKIPPED: %s\n", suite, skippedSuites[suite])
+	}
 }
 
 // leakedGoroutines waits up to d for the goroutines of servers and

@@ -404,7 +404,7 @@ func findNginx(t *testing.T) string {
 	if os.Getenv("WSAUTH_REQUIRE_NGINX") == "1" {
 		t.Fatal(msg + ", and WSAUTH_REQUIRE_NGINX=1 forbids skipping")
 	}
-	t.Skip(msg)
+	skipSuite(t, "proxy (nginx)", msg)
 	return ""
 }
 
