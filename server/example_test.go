@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -47,4 +48,56 @@ func Example() {
 	// Output:
 	// welcome alice
 	// echo alice hello
+}
+
+// Example_refusedHandshake shows how a Go client tells "sign in again" (401)
+// from "forbidden" (403). x/net/websocket's Dial says only "bad status", so
+// on that error the client asks once more through net/http, with the
+// upgrade headers: the server answers exactly as it answered the handshake,
+// and net/http shows the status and the WWW-Authenticate challenge.
+func Example_refusedHandshake() {
+	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "s3cret"})
+	tokensvc := httptest.NewServer(svc.Handler())
+	defer tokensvc.Close()
+	introspector := &tokens.Introspector{URL: tokensvc.URL + "/introspect", ClientID: "wsauth", ClientSecret: "s3cret"}
+	ts := httptest.NewServer(server.New(server.Config{Validator: tokens.NewCache(introspector, tokens.CacheConfig{})}))
+	defer ts.Close()
+
+	bob, _ := svc.Issue("bob", []string{"api"}, time.Hour) // no ws scope
+	for _, token := range []string{"not-a-token", bob} {
+		cfg, _ := websocket.NewConfig(strings.Replace(ts.URL, "http", "ws", 1)+"/ws", ts.URL)
+		cfg.Header = http.Header{"Authorization": {"Bearer " + token}}
+		ws, err := websocket.DialConfig(cfg)
+		if err == nil {
+			ws.Close()
+			continue
+		}
+		if de := (*websocket.DialError)(nil); errors.As(err, &de) && de.Err == websocket.ErrBadStatus {
+			status, challenge := handshakeStatus(ts.URL+"/ws", cfg.Header)
+			fmt.Println(status, challenge)
+		}
+	}
+	// Output:
+	// 401 Bearer realm="wsauth", error="invalid_token"
+	// 403 Bearer realm="wsauth", error="insufficient_scope", scope="ws"
+}
+
+// handshakeStatus sends a WebSocket handshake to url through net/http and
+// returns the status and challenge of the answer. A 101 is closed at once.
+func handshakeStatus(url string, h http.Header) (int, string) {
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		return 0, ""
+	}
+	req.Header = h.Clone()
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==") // any 16 bytes in base64
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, resp.Header.Get("WWW-Authenticate")
 }
