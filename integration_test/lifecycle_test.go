@@ -353,7 +353,7 @@ func TestRefresh(t *testing.T) {
 		c, welcome := openWS(t, e, e.issue("alice", 2*time.Second, "ws"))
 		oldExp := expOf(t, welcome)
 		tok, newExp := e.issueExp("alice", 4*time.Second, "ws")
-		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "refreshed", "exp": float64(newExp.Unix())})
+		expectRefreshed(t, c, refreshMsg(tok), newExp)
 
 		// Keep talking until well past the old expiry.
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -375,7 +375,7 @@ func TestRefresh(t *testing.T) {
 		old := e.issue("alice", time.Hour, "ws")
 		c, _ := openWS(t, e, old)
 		tok, exp := e.issueExp("alice", time.Hour, "ws")
-		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "refreshed", "exp": float64(exp.Unix())})
+		expectRefreshed(t, c, refreshMsg(tok), exp)
 
 		e.svc.Revoke(old)
 		n := e.svc.Introspections()

@@ -75,10 +75,11 @@ type session struct {
 // Messages between client and server. Each has a "type".
 type (
 	welcomeMsg struct {
-		Type  string   `json:"type"` // "welcome"
-		Sub   string   `json:"sub"`
-		Scope []string `json:"scope"`
-		Exp   int64    `json:"exp,omitempty"`
+		Type      string   `json:"type"` // "welcome"
+		Sub       string   `json:"sub"`
+		Scope     []string `json:"scope"`
+		Exp       int64    `json:"exp,omitempty"`
+		ExpiresIn *int64   `json:"expires_in,omitempty"` // see expiresIn
 	}
 	echoMsg struct {
 		Type string `json:"type"` // "echo"
@@ -90,8 +91,9 @@ type (
 		Token string `json:"token"`
 	}
 	refreshedMsg struct {
-		Type string `json:"type"` // "refreshed"
-		Exp  int64  `json:"exp,omitempty"`
+		Type      string `json:"type"` // "refreshed"
+		Exp       int64  `json:"exp,omitempty"`
+		ExpiresIn *int64 `json:"expires_in,omitempty"`
 	}
 	errorMsg struct {
 		Type  string `json:"type"` // "error"
@@ -104,6 +106,20 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
+}
+
+// expiresIn is the "expires_in" of the welcome and refreshed messages:
+// whole seconds from now, by the server's clock, until exp, rounded down
+// and never negative; nil, so that the field is left out, when the token
+// has no expiry. A browser schedules its refresh from it rather than from
+// exp, so that its own clock's error does not move the refresh (a client
+// whose clock runs a minute fast would otherwise refresh a minute late).
+func expiresIn(exp, now time.Time) *int64 {
+	if exp.IsZero() {
+		return nil
+	}
+	secs := max(int64(exp.Sub(now)/time.Second), 0)
+	return &secs
 }
 
 // serve runs the connection until it closes: it greets the client, then
@@ -126,7 +142,8 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && err != errCloseSent {
+	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry),
+		ExpiresIn: expiresIn(p.Expiry, c.s.cfg.Now())}); err != nil && err != errCloseSent {
 		return
 	}
 	err := c.readLoop(br)
@@ -247,7 +264,8 @@ func (c *session) handle(msg []byte) error {
 // that it outlives the old token without reconnecting (issue 4; Centrifugo
 // has the same flow). The client sends {"type":"refresh","token":…}:
 //   - same subject, ws scope: the connection lives on the new token, its
-//     expiry and its rechecks; the answer is {"type":"refreshed","exp":…};
+//     expiry and its rechecks; the answer is
+//     {"type":"refreshed","exp":…,"expires_in":…};
 //   - another subject: close 3003, as a token for someone else is no
 //     mistake a client makes by accident;
 //   - invalid, lacking ws, or the token system cannot answer: the answer
@@ -272,7 +290,7 @@ func (c *session) refresh(token string) error {
 	}
 	c.a = authorized{p: p, token: token}
 	c.armExpiry()
-	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(p.Expiry)})
+	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(p.Expiry), ExpiresIn: expiresIn(p.Expiry, c.s.cfg.Now())})
 }
 
 // recheck applies a fresh answer about token to the connection, unless the
