@@ -87,8 +87,9 @@ type (
 		Data string `json:"data"`
 	}
 	refreshMsg struct {
-		Type  string `json:"type"` // "refresh", from the client
-		Token string `json:"token"`
+		Type   string `json:"type"` // "refresh", from the client
+		Token  string `json:"token"`
+		Ticket string `json:"ticket"` // instead of token: a one-time ticket (ticket.go)
 	}
 	refreshedMsg struct {
 		Type      string `json:"type"` // "refreshed"
@@ -251,7 +252,7 @@ func (c *session) handle(msg []byte) error {
 	if len(msg) > 0 && msg[0] == '{' {
 		var m refreshMsg
 		if json.Unmarshal(msg, &m) == nil && m.Type == "refresh" {
-			return c.refresh(m.Token)
+			return c.refresh(m)
 		}
 	}
 	c.mu.Lock()
@@ -261,8 +262,11 @@ func (c *session) handle(msg []byte) error {
 }
 
 // refresh moves the connection onto a new token of the same subject, so
-// that it outlives the old token without reconnecting (issue 4; Centrifugo
-// has the same flow). The client sends {"type":"refresh","token":…}:
+// that it outlives the old token without reconnecting (Centrifugo has the
+// same flow). The client sends {"type":"refresh","token":…}, or
+// {"type":"refresh","ticket":…} with a one-time ticket, which a browser
+// mints by its renewed HttpOnly cookie and which is opened and spent as on
+// /ws (refreshToken):
 //   - same subject, ws scope: the connection lives on the new token, its
 //     expiry and its rechecks; the answer is
 //     {"type":"refreshed","exp":…,"expires_in":…};
@@ -271,14 +275,21 @@ func (c *session) handle(msg []byte) error {
 //   - invalid, lacking ws, or the token system cannot answer: the answer
 //     is {"type":"error","error":…} with invalid_token, insufficient_scope
 //     or temporarily_unavailable (the codes of the HTTP answers), and the
-//     connection keeps its old token and expiry.
-func (c *session) refresh(token string) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
-	defer cancel()
-	p, err := c.s.cfg.Validator.Validate(ctx, token)
+//     connection keeps its old token and expiry; a message with both a
+//     token and a ticket is answered invalid_request.
+func (c *session) refresh(m refreshMsg) error {
+	token, err := c.s.refreshToken(m)
+	var p tokens.Principal
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
+		defer cancel()
+		p, err = c.s.cfg.Validator.Validate(ctx, token)
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	switch {
+	case errors.Is(err, errTwoRefreshCredentials):
+		return c.sendLocked(errorMsg{Type: "error", Error: "invalid_request"})
 	case errors.Is(err, tokens.ErrInvalid):
 		return c.sendLocked(errorMsg{Type: "error", Error: "invalid_token"})
 	case err != nil:
@@ -291,6 +302,24 @@ func (c *session) refresh(token string) error {
 	c.a = authorized{p: p, token: token}
 	c.armExpiry()
 	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(p.Expiry), ExpiresIn: expiresIn(p.Expiry, c.s.cfg.Now())})
+}
+
+var errTwoRefreshCredentials = errors.New("refresh carries both a token and a ticket")
+
+// refreshToken is the token a refresh message carries: its token, or the
+// token sealed in its ticket, which is spent by this use whatever the
+// outcome. A ticket that cannot be opened is an error wrapping
+// tokens.ErrInvalid (invalid_token); a full replay set is errTicketsFull
+// (temporarily_unavailable).
+func (s *Server) refreshToken(m refreshMsg) (string, error) {
+	switch {
+	case m.Ticket == "":
+		return m.Token, nil
+	case m.Token != "":
+		// RFC 6750 §2: a client uses one method.
+		return "", errTwoRefreshCredentials
+	}
+	return s.tickets.redeem(m.Ticket)
 }
 
 // recheck applies a fresh answer about token to the connection, unless the
