@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"maps"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	faketokensvc "wsauth/fake_tokensvc"
 	"wsauth/server"
 )
 
@@ -126,4 +128,137 @@ func TestExpiresIn(t *testing.T) {
 	if err != nil || m["type"] != "refreshed" || m["expires_in"] != want || m["exp"] != float64(exp2.Unix()) {
 		t.Errorf("answer to a refresh = %v, %v; want refreshed with exp %d and expires_in %v", m, err, exp2.Unix(), want)
 	}
+}
+
+// TestWSCheck: GET /api/ws-check answers 204 where /ws would upgrade, and
+// otherwise exactly the status, error and Retry-After /ws would answer.
+func TestWSCheck(t *testing.T) {
+	checkNoLeaks(t)
+	e := newEnv(t, withServer(func(c *server.Config) { c.MaxConnsPerSubject = 1 }))
+	alice := e.issue("alice", time.Hour, "api", "ws")
+	bob := e.issue("bob", time.Hour, "api")
+	full := e.issue("carol", time.Hour, "ws")
+	openWS(t, e, full) // carol has her one connection
+
+	type answer struct {
+		status     int
+		err        string
+		retryAfter bool
+	}
+	check := func(t *testing.T, path string, h http.Header) answer {
+		t.Helper()
+		status, hdr, body := e.get(path, h)
+		if status != 204 && errorCode(body) == "" {
+			t.Errorf("GET %s: %d %q; want 204 or a JSON error", path, status, body)
+		}
+		return answer{status, errorCode(body), hdr.Get("Retry-After") != ""}
+	}
+	dial := func(t *testing.T, path string, h http.Header) answer {
+		t.Helper()
+		conn, resp, body := e.dial(path, h)
+		if conn != nil {
+			conn.Close()
+			return answer{status: 204} // what the check answers for an upgrade
+		}
+		return answer{resp.StatusCode, errorCode(body), resp.Header.Get("Retry-After") != ""}
+	}
+	cases := []struct {
+		name  string
+		query string
+		h     http.Header
+		want  answer
+	}{
+		{"cookie", "", http.Header{"Cookie": {"token=" + alice}}, answer{204, "", false}},
+		{"cookie from the server's own page", "", http.Header{"Cookie": {"token=" + alice}, "Origin": {e.URL}}, answer{204, "", false}},
+		{"bearer", "", http.Header{"Authorization": {"Bearer " + alice}}, answer{204, "", false}},
+		{"query token", "?token=" + alice, nil, answer{204, "", false}},
+		{"no credential", "", nil, answer{401, "missing_token", false}},
+		{"invalid token", "", http.Header{"Authorization": {"Bearer nope"}}, answer{401, "invalid_token", false}},
+		{"no ws scope", "", http.Header{"Authorization": {"Bearer " + bob}}, answer{403, "insufficient_scope", false}},
+		{"foreign Origin", "", http.Header{"Cookie": {"token=" + alice}, "Origin": {"http://evil.example"}}, answer{403, "forbidden_origin", false}},
+		{"two credentials", "?token=" + alice, http.Header{"Authorization": {"Bearer " + bob}}, answer{400, "invalid_request", false}},
+		{"the subject's connections are all open", "", http.Header{"Authorization": {"Bearer " + full}}, answer{429, "too_many_connections", true}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			got := check(t, "/api/ws-check"+c.query, c.h)
+			if got != c.want {
+				t.Errorf("GET /api/ws-check, %s: %+v; want %+v", c.name, got, c.want)
+			}
+			if ws := dial(t, "/ws"+c.query, c.h); ws != got {
+				t.Errorf("%s: GET /ws answered %+v and GET /api/ws-check %+v; want the same", c.name, ws, got)
+			}
+		})
+	}
+
+	t.Run("a ticket is spent by the check", func(t *testing.T) {
+		ticket := e.mintTicket(t, alice)
+		if got := check(t, "/api/ws-check?ticket="+ticket, nil); got.status != 204 {
+			t.Errorf("GET /api/ws-check with a fresh ticket: %+v; want 204", got)
+		}
+		if got := dial(t, "/ws?ticket="+ticket, nil); got.status != 401 {
+			t.Errorf("GET /ws with the ticket the check spent: %+v; want 401", got)
+		}
+	})
+
+	t.Run("token system down", func(t *testing.T) {
+		down := newEnv(t)
+		tok := down.issue("alice", time.Hour, "ws")
+		down.svc.SetFaults(faketokensvc.Faults{Status: 500})
+		h := http.Header{"Authorization": {"Bearer " + tok}}
+		status, hdr, body := down.get("/api/ws-check", h)
+		if status != 503 || errorCode(body) != "temporarily_unavailable" || hdr.Get("Retry-After") == "" {
+			t.Errorf("GET /api/ws-check, token system down: %d %s, Retry-After %q; want 503 temporarily_unavailable with Retry-After",
+				status, body, hdr.Get("Retry-After"))
+		}
+	})
+
+	t.Run("failure throttle", func(t *testing.T) {
+		thr := newEnv(t, withServer(func(c *server.Config) { c.FailureBurst = 2; c.FailureRefill = time.Hour }))
+		bad := http.Header{"Authorization": {"Bearer nope"}}
+		for i := range 2 {
+			if status, _, _ := thr.get("/api/ws-check", bad); status != 401 {
+				t.Fatalf("GET /api/ws-check with a bad token, attempt %d: status = %d; want 401", i+1, status)
+			}
+		}
+		status, hdr, body := thr.get("/api/ws-check", bad)
+		if status != 429 || errorCode(body) != "too_many_requests" || hdr.Get("Retry-After") == "" {
+			t.Errorf("GET /api/ws-check past the burst: %d %s, Retry-After %q; want 429 too_many_requests with Retry-After",
+				status, body, hdr.Get("Retry-After"))
+		}
+		if conn, resp, _ := thr.dial("/ws", bad); conn != nil || resp.StatusCode != 429 {
+			t.Errorf("GET /ws after the checks used the burst: status %d; want 429: the check and /ws share the throttle", resp.StatusCode)
+		}
+	})
+
+	t.Run("shutting down", func(t *testing.T) {
+		sd := newEnv(t)
+		tok := sd.issue("alice", time.Hour, "ws")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		sd.srv.Shutdown(ctx)
+		status, hdr, body := sd.get("/api/ws-check", http.Header{"Authorization": {"Bearer " + tok}})
+		if status != 503 || hdr.Get("Retry-After") == "" {
+			t.Errorf("GET /api/ws-check while shutting down: %d %s; want 503 with Retry-After", status, body)
+		}
+	})
+
+	t.Run("close mode answers HTTP", func(t *testing.T) {
+		cm := newEnv(t, withServer(func(c *server.Config) { c.WSReject = server.RejectClose }))
+		for _, tc := range []struct {
+			name string
+			h    http.Header
+			want answer
+		}{
+			{"no credential", nil, answer{401, "missing_token", false}},
+			{"invalid token", http.Header{"Authorization": {"Bearer nope"}}, answer{401, "invalid_token", false}},
+			{"no ws scope", http.Header{"Authorization": {"Bearer " + cm.issue("bob", time.Hour, "api")}}, answer{403, "insufficient_scope", false}},
+			{"valid", http.Header{"Authorization": {"Bearer " + cm.issue("alice", time.Hour, "ws")}}, answer{204, "", false}},
+		} {
+			status, hdr, body := cm.get("/api/ws-check", tc.h)
+			if got := (answer{status, errorCode(body), hdr.Get("Retry-After") != ""}); got != tc.want {
+				t.Errorf("close mode, GET /api/ws-check, %s: %+v; want %+v", tc.name, got, tc.want)
+			}
+		}
+	})
 }
