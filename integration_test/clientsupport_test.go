@@ -262,3 +262,22 @@ func TestWSCheck(t *testing.T) {
 		}
 	})
 }
+
+// TestClientModuleServed: GET /static/wsauth.js serves the browser client,
+// an ES module without dependencies, with the page's headers, in demo mode
+// and out of it.
+func TestClientModuleServed(t *testing.T) {
+	t.Parallel()
+	for _, e := range []*env{newEnv(t), newDemoEnv(t)} {
+		status, h, body := e.get("/static/wsauth.js", nil)
+		if status != 200 || !strings.HasPrefix(h.Get("Content-Type"), "text/javascript") {
+			t.Fatalf("GET /static/wsauth.js: %d %q; want 200 text/javascript", status, h.Get("Content-Type"))
+		}
+		if csp := h.Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") || h.Get("X-Content-Type-Options") != "nosniff" {
+			t.Errorf("GET /static/wsauth.js: Content-Security-Policy %q, X-Content-Type-Options %q; want the page's", csp, h.Get("X-Content-Type-Options"))
+		}
+		if !strings.Contains(body, "export class WSAuthClient extends EventTarget") || strings.Contains(body, "\nimport ") {
+			t.Errorf("GET /static/wsauth.js: want a module exporting WSAuthClient and importing nothing")
+		}
+	}
+}
