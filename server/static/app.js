@@ -136,17 +136,19 @@ async function logout() {
   await refreshWho();
 }
 
-// renew is the client's renew callback. Before expiry, with "keep alive"
-// ticked, the demo signs in again, which renews the cookie; the client then
-// mints a ticket by it (cookie and ticket ways), or takes the new token
-// (query and subprotocol ways). A real application would use its token
-// system's refresh here. After a refusal, it renews nothing: the page says
-// the session ended.
+// renew is the client's renew callback. With "keep alive" ticked, the demo
+// signs in again, which renews the cookie; the client then mints a ticket by
+// it (cookie and ticket ways), or takes the new token (query and
+// subprotocol ways), and moves the connection onto it in-band (before
+// expiry) or reconnects with it (after a refusal, say a refresh the server
+// throttled). A real application would use its token system's refresh here.
+// Without keep alive it renews nothing, and the page says the session ended.
 async function renew({ reason }) {
-  if (reason !== "refresh" || !demo || !$("keepalive").checked || !signedIn) return false;
+  if (!demo || !$("keepalive").checked || !signedIn) return false;
   const got = await signIn(signedIn);
   if (!got) return false;
-  log("info", `keep alive: signed in again for ${got.expires_in} s; moving the connection onto the new token`);
+  const then = reason === "refresh" ? "moving the connection onto the new token" : "reconnecting with it";
+  log("info", `keep alive: signed in again for ${got.expires_in} s; ${then}`);
   return way === "query" || way === "subprotocol" ? got.token : true;
 }
 
