@@ -353,7 +353,7 @@ func TestRefresh(t *testing.T) {
 		c, welcome := openWS(t, e, e.issue("alice", 2*time.Second, "ws"))
 		oldExp := expOf(t, welcome)
 		tok, newExp := e.issueExp("alice", 4*time.Second, "ws")
-		expectRefreshed(t, c, refreshMsg(tok), newExp)
+		expectRefreshed(t, c, refreshMsg(tok), newExp, time.Now)
 
 		// Keep talking until well past the old expiry.
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -375,7 +375,7 @@ func TestRefresh(t *testing.T) {
 		old := e.issue("alice", time.Hour, "ws")
 		c, _ := openWS(t, e, old)
 		tok, exp := e.issueExp("alice", time.Hour, "ws")
-		expectRefreshed(t, c, refreshMsg(tok), exp)
+		expectRefreshed(t, c, refreshMsg(tok), exp, time.Now)
 
 		e.svc.Revoke(old)
 		n := e.svc.Introspections()
