@@ -160,6 +160,9 @@ func TestWSCheck(t *testing.T) {
 		conn, resp, body := e.dial(path, h)
 		if conn != nil {
 			conn.Close()
+			// carol's connection stays; this one must be gone before the
+			// next case, or its subject is at MaxConnsPerSubject.
+			waitFor(t, 5*time.Second, "the connection to end", func() bool { return e.srv.OpenConns() == 1 })
 			return answer{status: 204} // what the check answers for an upgrade
 		}
 		return answer{resp.StatusCode, errorCode(body), resp.Header.Get("Retry-After") != ""}
