@@ -354,7 +354,7 @@ func TestRefresh(t *testing.T) {
 		c, welcome := openWS(t, e, e.issue("alice", 2*time.Second, "ws"))
 		oldExp := expOf(t, welcome)
 		tok, newExp := e.issueExp("alice", 4*time.Second, "ws")
-		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "refreshed", "exp": float64(newExp.Unix())})
+		expectRefreshed(t, c, refreshMsg(tok), newExp, time.Now)
 
 		// Keep talking until well past the old expiry.
 		tick := time.NewTicker(100 * time.Millisecond)
@@ -376,7 +376,7 @@ func TestRefresh(t *testing.T) {
 		old := e.issue("alice", time.Hour, "ws")
 		c, _ := openWS(t, e, old)
 		tok, exp := e.issueExp("alice", time.Hour, "ws")
-		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "refreshed", "exp": float64(exp.Unix())})
+		expectRefreshed(t, c, refreshMsg(tok), exp, time.Now)
 
 		e.svc.Revoke(old)
 		n := e.svc.Introspections()
@@ -396,7 +396,7 @@ func TestRefresh(t *testing.T) {
 		expectMsg(t, c, refreshMsg(randomToken()), invalid)
 		expectEcho(t, c, "still open, as alice")
 		tok, exp := e.issueExp("alice", 2*time.Hour, "ws")
-		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "refreshed", "exp": float64(exp.Unix())})
+		expectRefreshed(t, c, refreshMsg(tok), exp, time.Now)
 	})
 
 	t.Run("refreshes go through the failure throttle", func(t *testing.T) {
@@ -425,7 +425,7 @@ func TestRefresh(t *testing.T) {
 		expectEcho(t, c, "still open")
 		clk.Advance(10 * time.Second)
 		tok, exp := e.issueExp("alice", 2*time.Hour, "ws")
-		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "refreshed", "exp": float64(exp.Unix())})
+		expectRefreshed(t, c, refreshMsg(tok), exp, clk.Now)
 	})
 
 	t.Run("one connection's refreshes are rate limited", func(t *testing.T) {
@@ -434,9 +434,8 @@ func TestRefresh(t *testing.T) {
 		e := newEnv(t, withServer(func(c *server.Config) { c.Now = clk.Now })) // failure throttle off
 		c, _ := openWS(t, e, e.issue("alice", time.Hour, "ws"))
 		tok, exp := e.issueExp("alice", 2*time.Hour, "ws")
-		refreshed := map[string]any{"type": "refreshed", "exp": float64(exp.Unix())}
 		for range 10 {
-			expectMsg(t, c, refreshMsg(tok), refreshed)
+			expectRefreshed(t, c, refreshMsg(tok), exp, clk.Now)
 		}
 		before := e.svc.Introspections()
 		expectMsg(t, c, refreshMsg(randomToken()), map[string]any{"type": "error", "error": "too_many_requests", "retry_after": float64(60)})
@@ -446,10 +445,10 @@ func TestRefresh(t *testing.T) {
 		clk.Advance(30 * time.Second)
 		expectMsg(t, c, refreshMsg(tok), map[string]any{"type": "error", "error": "too_many_requests", "retry_after": float64(30)})
 		clk.Advance(30 * time.Second)
-		expectMsg(t, c, refreshMsg(tok), refreshed)
+		expectRefreshed(t, c, refreshMsg(tok), exp, clk.Now)
 		// Another connection of the same client has its own allowance.
 		c2, _ := openWS(t, e, e.issue("alice", time.Hour, "ws"))
-		expectMsg(t, c2, refreshMsg(tok), refreshed)
+		expectRefreshed(t, c2, refreshMsg(tok), exp, clk.Now)
 	})
 
 	t.Run("failed refreshes answer an error and keep the old token", func(t *testing.T) {

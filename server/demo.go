@@ -47,12 +47,13 @@ func (s *Server) handleDemoPage() http.Handler {
 	})
 }
 
-// handleStatic serves the page's script and stylesheet, and nothing else of
-// the embedded files.
+// handleStatic serves the page's scripts and stylesheet, and nothing else
+// of the embedded files. wsauth.js is the browser client (docs/CLIENT.md),
+// served here so that applications can load it from the server they talk to.
 func (s *Server) handleStatic() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch name := strings.TrimPrefix(r.URL.Path, "/static/"); name {
-		case "app.js", "style.css":
+		case "app.js", "wsauth.js", "style.css":
 			setPageHeaders(w.Header(), r.Host)
 			http.ServeFileFS(w, r, staticFS, "static/"+name)
 		default:

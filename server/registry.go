@@ -53,13 +53,8 @@ func newRegistry(s *Server) *registry {
 func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	switch {
-	case g.closing:
-		return nil, errShuttingDown
-	case len(g.sessions) >= g.s.cfg.MaxConns:
-		return nil, errTooManyConns
-	case g.s.cfg.MaxConnsPerSubject > 0 && g.subjects[a.p.Subject] >= g.s.cfg.MaxConnsPerSubject:
-		return nil, errSubjectConns
+	if err := g.refusalLocked(a.p.Subject); err != nil {
+		return nil, err
 	}
 	g.subjects[a.p.Subject]++
 	sess := &session{s: g.s, rl: rl, a: a}
@@ -70,6 +65,27 @@ func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
 		go g.sweep(g.sweepStop)
 	}
 	return sess, nil
+}
+
+// admits reports why reserve would refuse a connection of sub now, or nil:
+// for GET /api/ws-check, which reserves nothing.
+func (g *registry) admits(sub string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.refusalLocked(sub)
+}
+
+// refusalLocked is reserve's decision; g.mu must be held.
+func (g *registry) refusalLocked(sub string) error {
+	switch {
+	case g.closing:
+		return errShuttingDown
+	case len(g.sessions) >= g.s.cfg.MaxConns:
+		return errTooManyConns
+	case g.s.cfg.MaxConnsPerSubject > 0 && g.subjects[sub] >= g.s.cfg.MaxConnsPerSubject:
+		return errSubjectConns
+	}
+	return nil
 }
 
 // release forgets a connection whose handler has returned.

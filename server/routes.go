@@ -16,7 +16,8 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", handleHealthz())
 	mux.Handle("GET /api/me", s.require("api", s.sources(apiSources), handleMe()))
-	mux.Handle("GET /ws", s.upgradeRequest(s.checkOrigin(s.requireWS(s.sources(wsSources), s.websocket()))))
+	mux.Handle("GET /ws", s.upgradeRequest(s.wsChecks(s.websocket())))
+	mux.Handle("GET /api/ws-check", s.wsChecks(s.handleWSCheck()))
 	mux.Handle("POST /api/ws-ticket", s.scripted(s.require("ws", s.sources(ticketSources), s.handleTicket())))
 	mux.Handle("GET /{$}", s.handleDemoPage())
 	mux.Handle("GET /static/", s.handleStatic())
@@ -25,6 +26,14 @@ func (s *Server) routes() http.Handler {
 		mux.Handle("POST /dev/logout", s.scripted(s.handleLogout()))
 	}
 	return mux
+}
+
+// wsChecks is /ws's checks before the upgrade, shared with GET
+// /api/ws-check so that the two can never disagree: the Origin, then one
+// credential from wsSources carrying the ws scope, under the failure
+// throttle.
+func (s *Server) wsChecks(next http.Handler) http.Handler {
+	return s.checkOrigin(s.requireWS(s.sources(wsSources), next))
 }
 
 // sources narrows a route's credential sources by the configuration.

@@ -78,10 +78,11 @@ type session struct {
 // Messages between client and server. Each has a "type".
 type (
 	welcomeMsg struct {
-		Type  string   `json:"type"` // "welcome"
-		Sub   string   `json:"sub"`
-		Scope []string `json:"scope"`
-		Exp   int64    `json:"exp,omitempty"`
+		Type      string   `json:"type"` // "welcome"
+		Sub       string   `json:"sub"`
+		Scope     []string `json:"scope"`
+		Exp       int64    `json:"exp,omitempty"`
+		ExpiresIn *int64   `json:"expires_in,omitempty"` // see expiresIn
 	}
 	echoMsg struct {
 		Type string `json:"type"` // "echo"
@@ -89,12 +90,14 @@ type (
 		Data string `json:"data"`
 	}
 	refreshMsg struct {
-		Type  string `json:"type"` // "refresh", from the client
-		Token string `json:"token"`
+		Type   string `json:"type"` // "refresh", from the client
+		Token  string `json:"token"`
+		Ticket string `json:"ticket"` // instead of token: a one-time ticket (ticket.go)
 	}
 	refreshedMsg struct {
-		Type string `json:"type"` // "refreshed"
-		Exp  int64  `json:"exp,omitempty"`
+		Type      string `json:"type"` // "refreshed"
+		Exp       int64  `json:"exp,omitempty"`
+		ExpiresIn *int64 `json:"expires_in,omitempty"`
 	}
 	errorMsg struct {
 		Type       string `json:"type"` // "error"
@@ -108,6 +111,20 @@ func unixOrZero(t time.Time) int64 {
 		return 0
 	}
 	return t.Unix()
+}
+
+// expiresIn is the "expires_in" of the welcome and refreshed messages:
+// whole seconds from now, by the server's clock, until exp, rounded down
+// and never negative; nil, so that the field is left out, when the token
+// has no expiry. A browser schedules its refresh from it rather than from
+// exp, so that its own clock's error does not move the refresh (a client
+// whose clock runs a minute fast would otherwise refresh a minute late).
+func expiresIn(exp, now time.Time) *int64 {
+	if exp.IsZero() {
+		return nil
+	}
+	secs := max(int64(exp.Sub(now)/time.Second), 0)
+	return &secs
 }
 
 // serve runs the connection until it closes: it greets the client, then
@@ -130,7 +147,8 @@ func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
 
 	if pending != nil {
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry)}); err != nil && !errors.Is(err, errCloseSent) {
+	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry),
+		ExpiresIn: expiresIn(p.Expiry, c.s.cfg.Now())}); err != nil && !errors.Is(err, errCloseSent) {
 		return
 	}
 	c.finish(br, c.readLoop(br))
@@ -237,7 +255,7 @@ func (c *session) handle(msg []byte) error {
 	if len(msg) > 0 && msg[0] == '{' {
 		var m refreshMsg
 		if json.Unmarshal(msg, &m) == nil && m.Type == "refresh" {
-			return c.refresh(m.Token)
+			return c.refresh(m)
 		}
 	}
 	c.mu.Lock()
@@ -248,15 +266,19 @@ func (c *session) handle(msg []byte) error {
 
 // refresh moves the connection onto a new token of the same subject, so
 // that it outlives the old token without reconnecting (Centrifugo has the
-// same flow). The client sends {"type":"refresh","token":…}:
+// same flow). The client sends {"type":"refresh","token":…}, or
+// {"type":"refresh","ticket":…} with a one-time ticket, which a browser
+// mints by its renewed HttpOnly cookie and which is opened and spent as on
+// /ws (refreshCredential):
 //   - same subject, ws scope: the connection lives on the new token, its
-//     expiry and its rechecks; the answer is {"type":"refreshed","exp":…};
+//     expiry and its rechecks; the answer is
+//     {"type":"refreshed","exp":…,"expires_in":…};
 //   - anything else: the error's in-band message (errors.go),
 //     {"type":"error","error":…}, and the connection keeps its old token
 //     and expiry. An invalid token and another subject's valid token both
 //     get invalid_token, so that refresh tells a guesser nothing; a token
 //     without ws gets insufficient_scope; a token system that cannot answer
-//     temporarily_unavailable.
+//     temporarily_unavailable; both a token and a ticket, invalid_request.
 //
 // A refresh is an authentication like a handshake's, and costs the same:
 // a failure counts against the handshake's client IP and the presented
@@ -266,7 +288,7 @@ func (c *session) handle(msg []byte) error {
 // then once per refreshRefill, whatever the answers: a client refreshes
 // about once per token lifetime, and a socket must not be a free channel
 // to the token system.
-func (c *session) refresh(token string) error {
+func (c *session) refresh(m refreshMsg) error {
 	c.mu.Lock()
 	now := c.s.cfg.Now()
 	level := c.refreshes.level(now, refreshBurst, refreshRefill)
@@ -280,7 +302,11 @@ func (c *session) refresh(token string) error {
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 	defer cancel()
-	a, err := c.s.validate(ctx, c.ip, credential{value: token}, sub) // a token, never a ticket
+	cred, err := refreshCredential(m)
+	var a authorized
+	if err == nil {
+		a, err = c.s.validate(ctx, c.ip, cred, sub)
+	}
 	if err == nil && !a.p.HasScope("ws") {
 		err = &scopeError{"ws"}
 	}
@@ -291,7 +317,21 @@ func (c *session) refresh(token string) error {
 	}
 	c.a = a
 	c.armExpiry()
-	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(a.p.Expiry)})
+	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(a.p.Expiry), ExpiresIn: expiresIn(a.p.Expiry, c.s.cfg.Now())})
+}
+
+var errTwoRefreshCredentials = badRequest("a refresh carries a token or a ticket, not both (RFC 6750 §2)")
+
+// refreshCredential is what a refresh message presents: its token, or its
+// ticket, which validate opens and spends as on /ws.
+func refreshCredential(m refreshMsg) (credential, error) {
+	switch {
+	case m.Ticket == "":
+		return credential{value: m.Token}, nil
+	case m.Token != "":
+		return credential{}, errTwoRefreshCredentials
+	}
+	return credential{value: m.Ticket, source: fromTicket}, nil
 }
 
 // One connection's refreshes: refreshBurst at once, then one more every
