@@ -11,13 +11,18 @@ const (
 	ticketSources = fromBearer | fromCookie
 )
 
-// routes is the whole API.
+// routes is the whole API, with the scope each protected route needs
+// (Config.APIScope and Config.WSScope, "api" and "ws" by default). This is
+// the one place that says which scope a route needs: the scope /ws checks
+// at the handshake goes with the connection (authorized.scope), and its
+// refreshes and rechecks hold the connection to that same scope.
 func (s *Server) routes() http.Handler {
+	api, ws := s.cfg.APIScope, s.cfg.WSScope
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", handleHealthz())
-	mux.Handle("GET /api/me", s.require("api", s.sources(apiSources), handleMe()))
-	mux.Handle("GET /ws", s.upgradeRequest(s.checkOrigin(s.requireWS(s.sources(wsSources), s.websocket()))))
-	mux.Handle("POST /api/ws-ticket", s.scripted(s.require("ws", s.sources(ticketSources), s.handleTicket())))
+	mux.Handle("GET /api/me", s.require(api, s.sources(apiSources), handleMe()))
+	mux.Handle("GET /ws", s.upgradeRequest(s.checkOrigin(s.requireWS(ws, s.sources(wsSources), s.websocket()))))
+	mux.Handle("POST /api/ws-ticket", s.scripted(s.require(ws, s.sources(ticketSources), s.handleTicket())))
 	mux.Handle("GET /{$}", s.handleDemoPage())
 	mux.Handle("GET /static/", s.handleStatic())
 	if s.cfg.DemoIssuer != nil {

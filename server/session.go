@@ -249,13 +249,13 @@ func (c *session) handle(msg []byte) error {
 // refresh moves the connection onto a new token of the same subject, so
 // that it outlives the old token without reconnecting (Centrifugo has the
 // same flow). The client sends {"type":"refresh","token":…}:
-//   - same subject, ws scope: the connection lives on the new token, its
+//   - same subject, the scope /ws needs: the connection lives on the new token, its
 //     expiry and its rechecks; the answer is {"type":"refreshed","exp":…};
 //   - anything else: the error's in-band message (errors.go),
 //     {"type":"error","error":…}, and the connection keeps its old token
 //     and expiry. An invalid token and another subject's valid token both
 //     get invalid_token, so that refresh tells a guesser nothing; a token
-//     without ws gets insufficient_scope; a token system that cannot answer
+//     without the scope gets insufficient_scope; a token system that cannot answer
 //     temporarily_unavailable.
 //
 // A refresh is an authentication like a handshake's, and costs the same:
@@ -275,20 +275,21 @@ func (c *session) refresh(token string) error {
 		return c.sendLocked(answerFor(&throttledError{untilOne(level, refreshRefill)}).message())
 	}
 	c.refreshes = bucket{tokens: level - 1, last: now}
-	sub := c.a.p.Subject // a refresh never changes it
+	sub, scope := c.a.p.Subject, c.a.scope // a refresh changes neither
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
 	defer cancel()
 	a, err := c.s.validate(ctx, c.ip, credential{value: token}, sub) // a token, never a ticket
-	if err == nil && !a.p.HasScope("ws") {
-		err = &scopeError{"ws"}
+	if err == nil && !a.p.HasScope(scope) {
+		err = &scopeError{scope: scope}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
 		return c.sendLocked(answerFor(err).message())
 	}
+	a.scope = scope
 	c.a = a
 	c.armExpiry()
 	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(a.p.Expiry)})
@@ -326,8 +327,8 @@ func (c *session) recheck(token string, p tokens.Principal, err error) {
 		// The token system cannot answer: the connection keeps the answer
 		// it had until its token expires (registry's "Rechecks").
 		return
-	case !p.HasScope("ws"):
-		err = errScopeLost
+	case !p.HasScope(c.a.scope):
+		err = &scopeError{scope: c.a.scope, lost: true}
 	default:
 		c.a.p = p
 		c.armExpiry()

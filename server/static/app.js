@@ -13,7 +13,7 @@ const meanings = {
   1008: "the connection went silent",
   1009: "message too big",
   3000: "the token is missing, invalid, expired or revoked: sign in again",
-  3003: "the token lacks the ws scope",
+  3003: "the token lacks the scope /ws needs",
 };
 
 let ws = null;
