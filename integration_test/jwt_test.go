@@ -171,7 +171,9 @@ func TestHostileJWTs(t *testing.T) {
 		}, "JWT expired or without exp"},
 		{"no exp", func() string { return e.sign("ES256", e.header("ES256"), with(claims, "exp", nil)) },
 			"JWT expired or without exp"},
-		{"future nbf", func() string { return e.sign("EdDSA", e.header("EdDSA"), with(claims, "nbf", now.Add(10*time.Minute).Unix())) },
+		{"future nbf", func() string {
+			return e.sign("EdDSA", e.header("EdDSA"), with(claims, "nbf", now.Add(10*time.Minute).Unix()))
+		},
 			"JWT nbf or iat in the future"},
 		{"payload altered after signing", func() string {
 			h, _, sig := jwtParts(e.sign("RS256", rsHeader, claims))
