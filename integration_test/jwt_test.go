@@ -507,3 +507,105 @@ func TestJWTHandshakesCostNoIntrospection(t *testing.T) {
 		t.Errorf("20 handshakes and 40 requests with JWTs made %d introspections; want 0", n)
 	}
 }
+
+// TestProviderShapedJWTs: access tokens shaped as each provider's public
+// documentation shows them (docs/TOKEN-SYSTEMS.md), signed by the fake,
+// pass with the flags that provider's recipe gives, and the token each
+// recipe must refuse (another kind, another audience) is refused. Issuer
+// URLs are the fake's own: discovery and the exact "iss" match are tested
+// on their own.
+func TestProviderShapedJWTs(t *testing.T) {
+	t.Parallel()
+	type shape struct {
+		header map[string]any // over e.header(alg); nil values delete
+		claims map[string]any // over e.claims(now); nil values delete
+	}
+	for _, tc := range []struct {
+		name      string
+		audience  string
+		clientIDs []string
+		api, ws   string // the route scopes; empty: api, ws
+		good      shape
+		wantScope []string
+		bad       []shape
+	}{
+		{name: "auth0", audience: "https://chat.example.com/api",
+			good: shape{map[string]any{"typ": "JWT"}, map[string]any{
+				"aud": []string{"https://chat.example.com/api", "https://tenant.example/userinfo"}, "azp": "app1", "client_id": nil,
+				"scope": "openid profile api ws"}},
+			wantScope: []string{"openid", "profile", "api", "ws"},
+			bad:       []shape{{nil, map[string]any{"aud": "https://tenant.example/userinfo"}}}},
+		{name: "auth0 RFC 9068 profile", audience: "https://chat.example.com/api",
+			good: shape{nil, map[string]any{"aud": []string{"https://chat.example.com/api", "https://tenant.example/userinfo"}, "client_id": "app1"}},
+			wantScope: []string{"api", "ws"},
+			bad:       []shape{{map[string]any{"typ": "JWT"}, map[string]any{"aud": "app1", "nonce": "n-0S6_WzA2Mj"}}}},
+		{name: "okta", audience: "api://default",
+			good: shape{map[string]any{"typ": nil}, map[string]any{
+				"aud": "api://default", "cid": "0oa1", "uid": "00u1", "client_id": nil, "scope": nil, "scp": []string{"api", "ws"}, "ver": 1}},
+			wantScope: []string{"api", "ws"},
+			bad:       []shape{{map[string]any{"typ": nil}, map[string]any{"aud": "0oa1", "at_hash": "x"}}}},
+		{name: "entra ID", audience: "6e74172b-be56-4843-9ff4-e66a39bb12e3", api: "chat.read", ws: "chat.write",
+			good: shape{map[string]any{"typ": "JWT"}, map[string]any{
+				"aud": "6e74172b-be56-4843-9ff4-e66a39bb12e3", "azp": "app1", "client_id": nil, "ver": "2.0",
+				"scope": nil, "scp": "chat.read chat.write"}},
+			wantScope: []string{"chat.read", "chat.write"},
+			bad:       []shape{{map[string]any{"typ": "JWT"}, map[string]any{"aud": "00000003-0000-0000-c000-000000000000", "scope": nil, "scp": "chat.read chat.write"}}}},
+		{name: "cognito", clientIDs: []string{"57cbishk4j24pabc1234567890"},
+			good: shape{map[string]any{"typ": nil}, map[string]any{
+				"aud": nil, "client_id": "57cbishk4j24pabc1234567890", "token_use": "access", "username": "janedoe"}},
+			wantScope: []string{"api", "ws"},
+			bad: []shape{
+				{map[string]any{"typ": nil}, map[string]any{"aud": "57cbishk4j24pabc1234567890", "client_id": nil, "token_use": "id"}},
+				{map[string]any{"typ": nil}, map[string]any{"aud": nil, "client_id": "another-app-client", "token_use": "access"}},
+			}},
+		{name: "keycloak", audience: "chat-api",
+			good: shape{map[string]any{"typ": "JWT"}, map[string]any{
+				"aud": []string{"chat-api", "account"}, "typ": "Bearer", "azp": "chat-web", "client_id": nil}},
+			wantScope: []string{"api", "ws"},
+			bad:       []shape{{map[string]any{"typ": "JWT"}, map[string]any{"aud": []string{"chat-api"}, "typ": "Refresh"}}}},
+		{name: "ory hydra, JWT strategy", audience: "chat-api",
+			good: shape{map[string]any{"typ": "JWT"}, map[string]any{
+				"aud": []string{"chat-api"}, "scope": nil, "scp": []string{"api", "ws"}}},
+			wantScope: []string{"api", "ws"},
+			bad:       []shape{{map[string]any{"typ": "JWT"}, map[string]any{"aud": []string{}, "scope": nil, "scp": []string{"api", "ws"}}}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			e := newEnv(t, withJWKS(jwksOnly),
+				withJWTConfig(func(c *tokens.JWTConfig) { c.Audience, c.AllowedClientIDs = tc.audience, tc.clientIDs }),
+				withServer(func(c *server.Config) { c.APIScope, c.WSScope = tc.api, tc.ws }))
+			mint := func(s shape) string {
+				h, c := e.header("RS256"), e.claims(time.Now())
+				for k, v := range s.header {
+					if v == nil {
+						delete(h, k)
+					} else {
+						h[k] = v
+					}
+				}
+				for k, v := range s.claims {
+					if v == nil {
+						delete(c, k)
+					} else {
+						c[k] = v
+					}
+				}
+				return e.sign("RS256", h, c)
+			}
+			good := mint(tc.good)
+			status, _, body := e.get("/api/me", bearer(good))
+			var me struct{ Scope []string }
+			json.Unmarshal([]byte(body), &me)
+			if status != 200 || strings.Join(me.Scope, " ") != strings.Join(tc.wantScope, " ") {
+				t.Errorf("GET /api/me with a %s-shaped token: %d %s; want 200 and scopes %q", tc.name, status, body, tc.wantScope)
+			}
+			c, _ := openWS(t, e, good)
+			c.Close()
+			for i, s := range tc.bad {
+				if status, _, body := e.get("/api/me", bearer(mint(s))); status != 401 {
+					t.Errorf("GET /api/me with %s's token %d that its recipe must refuse: %d %s; want 401", tc.name, i, status, body)
+				}
+			}
+		})
+	}
+}
