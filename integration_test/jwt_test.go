@@ -536,7 +536,7 @@ func TestProviderShapedJWTs(t *testing.T) {
 			wantScope: []string{"openid", "profile", "api", "ws"},
 			bad:       []shape{{nil, map[string]any{"aud": "https://tenant.example/userinfo"}}}},
 		{name: "auth0 RFC 9068 profile", audience: "https://chat.example.com/api",
-			good: shape{nil, map[string]any{"aud": []string{"https://chat.example.com/api", "https://tenant.example/userinfo"}, "client_id": "app1"}},
+			good:      shape{nil, map[string]any{"aud": []string{"https://chat.example.com/api", "https://tenant.example/userinfo"}, "client_id": "app1"}},
 			wantScope: []string{"api", "ws"},
 			bad:       []shape{{map[string]any{"typ": "JWT"}, map[string]any{"aud": "app1", "nonce": "n-0S6_WzA2Mj"}}}},
 		{name: "okta", audience: "api://default",
