@@ -34,7 +34,8 @@ import (
 // own rechecks: a revoked JWT that no open connection of this process
 // carries is not rechecked here, and stays valid for new requests until
 // it expires (docs/TOKEN-SYSTEMS.md). At most MaxRevoked tokens are
-// remembered, by SHA-256 of the token.
+// remembered, by SHA-256 of the token. A Kinds must not be copied after
+// first use.
 type Kinds struct {
 	JWT          *JWTVerifier  // nil: no local verification
 	Introspector *Introspector // nil: no introspection

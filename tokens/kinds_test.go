@@ -19,19 +19,19 @@ func TestKinds(t *testing.T) {
 	jwt := e.issue(t, faketokensvc.TokenRequest{Sub: "alice", Scopes: []string{"ws"}, TTL: time.Hour, JWT: true, Alg: "ES256"})
 	for _, tc := range []struct {
 		name               string
-		kinds              tokens.Kinds
+		kinds              *tokens.Kinds
 		token              string
 		want               error
 		wantIntrospections int64
 	}{
-		{"JWT, both configured: verified locally", tokens.Kinds{JWT: v, Introspector: e.in}, jwt, nil, 0},
-		{"opaque, both configured: introspected", tokens.Kinds{JWT: v, Introspector: e.in}, opaque, nil, 1},
-		{"JWT, JWKS only", tokens.Kinds{JWT: v}, jwt, nil, 0},
-		{"opaque, JWKS only: invalid, no call", tokens.Kinds{JWT: v}, opaque, tokens.ErrInvalid, 0},
-		{"JWT, introspection only: introspected", tokens.Kinds{Introspector: e.in}, jwt, nil, 1},
-		{"opaque, introspection only", tokens.Kinds{Introspector: e.in}, opaque, nil, 1},
-		{"bad JWT, both configured: refused, not introspected", tokens.Kinds{JWT: v, Introspector: e.in}, jwt + "x", tokens.ErrInvalid, 0},
-		{"malformed, JWKS only", tokens.Kinds{JWT: v}, "a b", tokens.ErrInvalid, 0},
+		{"JWT, both configured: verified locally", &tokens.Kinds{JWT: v, Introspector: e.in}, jwt, nil, 0},
+		{"opaque, both configured: introspected", &tokens.Kinds{JWT: v, Introspector: e.in}, opaque, nil, 1},
+		{"JWT, JWKS only", &tokens.Kinds{JWT: v}, jwt, nil, 0},
+		{"opaque, JWKS only: invalid, no call", &tokens.Kinds{JWT: v}, opaque, tokens.ErrInvalid, 0},
+		{"JWT, introspection only: introspected", &tokens.Kinds{Introspector: e.in}, jwt, nil, 1},
+		{"opaque, introspection only", &tokens.Kinds{Introspector: e.in}, opaque, nil, 1},
+		{"bad JWT, both configured: refused, not introspected", &tokens.Kinds{JWT: v, Introspector: e.in}, jwt + "x", tokens.ErrInvalid, 0},
+		{"malformed, JWKS only", &tokens.Kinds{JWT: v}, "a b", tokens.ErrInvalid, 0},
 	} {
 		before := e.svc.Introspections()
 		p, err := tc.kinds.Validate(context.Background(), tc.token)

@@ -127,10 +127,10 @@ $WSAUTH_CLIENT_SECRET. The ticket key is in $WSAUTH_TICKET_KEY or
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.addr, "addr", defaultAddr, "listen address")
-	fs.BoolVar(&o.demo, "demo", false, "run the demo even where it would refuse to: with $WSAUTH_CLIENT_SECRET set, an empty -introspect-url, or a non-loopback -addr.\nIn the demo anyone who can reach the server can sign in as anyone")
+	fs.BoolVar(&o.demo, "demo", false, "run the demo even where it would refuse to: with $WSAUTH_CLIENT_SECRET set, an empty -issuer, -jwks-url or -introspect-url, or a non-loopback -addr.\nIn the demo anyone who can reach the server can sign in as anyone")
 	fs.StringVar(&o.issuer, "issuer", "", "the token system's issuer URL, which tokens' \"iss\" must equal: discovery (OpenID Connect, then RFC 8414)\nfinds its JWK set and, if it has one, its introspection endpoint")
 	fs.StringVar(&o.jwksURL, "jwks-url", "", "the issuer's JWK set (RFC 7517): JWT access tokens are verified locally against it. Instead of\ndiscovery's: with it, -issuer only names the \"iss\" and nothing is discovered")
-	fs.StringVar(&o.introspectURL, "introspect-url", "", "RFC 7662 introspection endpoint of the token system, instead of discovery's (none of the three: the demo)")
+	fs.StringVar(&o.introspectURL, "introspect-url", "", "RFC 7662 introspection endpoint of the token system, instead of discovery's\n(none of -issuer, -jwks-url and -introspect-url: the demo)")
 	fs.StringVar(&o.clientID, "client-id", "wsauth", "client id at the introspection endpoint (secret from $WSAUTH_CLIENT_SECRET)")
 	fs.StringVar(&o.introspectAuth, "introspect-auth", tokens.ClientSecretBasic, "client authentication at the introspection endpoint: client_secret_basic, client_secret_post,\nor none (an endpoint only this server can reach; $WSAUTH_CLIENT_SECRET is then not needed)")
 	fs.StringVar(&o.audience, "audience", "", "this API's identifier at the issuer, which a token's \"aud\" must contain. Required with a JWK set\n(unless -allowed-client-ids); with introspection, when given, a reply without it is refused")
