@@ -15,7 +15,7 @@ func (s *Service) handleDiscovery(w http.ResponseWriter, r *http.Request) {
 		"issuer":                 s.opts.Issuer,
 		"jwks_uri":               base + "/.well-known/jwks.json",
 		"introspection_endpoint": base + "/introspect",
-		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic"},
+		"introspection_endpoint_auth_methods_supported": []string{"client_secret_basic", "client_secret_post"},
 		"id_token_signing_alg_values_supported":         Algorithms,
 	})
 }

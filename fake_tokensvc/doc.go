@@ -10,7 +10,8 @@
 //
 // [Service.Handler] serves:
 //
-//	POST /introspect    RFC 7662 §2: form body token=…, HTTP Basic client auth
+//	POST /introspect    RFC 7662 §2: form body token=…; client auth by HTTP Basic (client_secret_basic)
+//	                    or client_id and client_secret in the form (client_secret_post)
 //	POST /admin/tokens  {"sub","scope","ttl_seconds"} → 201 {"token","exp"}; ttl_seconds defaults to 3600;
 //	                    optional "kind" (access_token, refresh_token, id_token), "format" (opaque, jwt),
 //	                    "alg" (RS256, PS256, ES256, EdDSA) and "aud"

@@ -27,26 +27,33 @@ type introspection struct {
 }
 
 func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
-	if !s.clientAuthenticated(r) {
+	// Read the body before anything else: client_secret_post puts the
+	// client credentials in it, and net/http notices that a client has
+	// gone away, and cancels r.Context(), only once the body has been
+	// consumed.
+	_, _, basic := r.BasicAuth()
+	formBody := false
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
+		formBody = true
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		if err := r.ParseForm(); err != nil {
+			if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+				writeError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
+				return
+			}
+			writeError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
+			return
+		}
+	}
+	if !s.clientAuthenticated(r, basic) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="tokensvc"`)
-		writeError(w, http.StatusUnauthorized, "invalid_client", "client authentication failed: send the client id and secret as HTTP Basic auth")
+		writeError(w, http.StatusUnauthorized, "invalid_client",
+			"client authentication failed: send the client id and secret as HTTP Basic auth (client_secret_basic) or in the form body (client_secret_post)")
 		return
 	}
 	s.introspections.Add(1)
-
-	// Read the body before any fault: net/http notices that a client has gone
-	// away, and cancels r.Context(), only once the body has been consumed.
-	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/x-www-form-urlencoded" {
+	if !formBody {
 		writeError(w, http.StatusUnsupportedMediaType, "invalid_request", "Content-Type must be application/x-www-form-urlencoded (RFC 7662 §2.1)")
-		return
-	}
-	r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-	if err := r.ParseForm(); err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			writeError(w, http.StatusRequestEntityTooLarge, "invalid_request", "request body too large")
-			return
-		}
-		writeError(w, http.StatusBadRequest, "invalid_request", "malformed form body")
 		return
 	}
 	if s.injectFault(w, r) {
@@ -83,12 +90,22 @@ func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 }
 
 // clientAuthenticated reports whether r carries the service's client
-// credentials as HTTP Basic auth. RFC 6749 §2.3.1 (to which RFC 7662 §2.1
-// defers) form-encodes id and secret before Basic encoding; many clients skip
-// that, and for most secrets it makes no difference, so either spelling passes.
-func (s *Service) clientAuthenticated(r *http.Request) bool {
-	id, secret, ok := r.BasicAuth()
-	return ok && (s.credentialsMatch(id, secret) || s.credentialsMatch(formDecode(id), formDecode(secret)))
+// credentials: as HTTP Basic auth when r has an Authorization header
+// (client_secret_basic), else as client_id and client_secret in the form
+// body (client_secret_post), the two methods of RFC 6749 §2.3.1, to which
+// RFC 7662 §2.1 defers. A request uses one method only. For Basic, RFC 6749
+// form-encodes id and secret first; many clients skip that, and for most
+// secrets it makes no difference, so either spelling passes.
+func (s *Service) clientAuthenticated(r *http.Request, basic bool) bool {
+	if basic {
+		id, secret, _ := r.BasicAuth()
+		return s.credentialsMatch(id, secret) || s.credentialsMatch(formDecode(id), formDecode(secret))
+	}
+	if r.Header.Get("Authorization") != "" || r.PostForm == nil {
+		return false
+	}
+	id, secret := r.PostForm["client_id"], r.PostForm["client_secret"]
+	return len(id) == 1 && len(secret) == 1 && s.credentialsMatch(id[0], secret[0])
 }
 
 func (s *Service) credentialsMatch(id, secret string) bool {

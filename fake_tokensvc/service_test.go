@@ -38,6 +38,12 @@ func TestIntrospect(t *testing.T) {
 		{"token only in the query", "/introspect?" + form(token), formType, "", basicAuth("wsauth", "dev-secret"), 400, `"error":"invalid_request"`, true},
 		{"JSON body", "/introspect", "application/json", `{"token":"` + token + `"}`, basicAuth("wsauth", "dev-secret"), 415, `"error":"invalid_request"`, true},
 		{"body too large", "/introspect", formType, form(strings.Repeat("x", 65<<10)), basicAuth("wsauth", "dev-secret"), 413, `"error":"invalid_request"`, true},
+		{"client_secret_post", "/introspect", formType, form(token) + "&client_id=wsauth&client_secret=dev-secret", noAuth, 200, activeBody, false},
+		{"client_secret_post, wrong secret", "/introspect", formType, form(token) + "&client_id=wsauth&client_secret=wrong", noAuth, 401, `"error":"invalid_client"`, true},
+		{"client_secret_post, no secret", "/introspect", formType, form(token) + "&client_id=wsauth", noAuth, 401, `"error":"invalid_client"`, true},
+		{"client_secret_post, repeated secret", "/introspect", formType, form(token) + "&client_id=wsauth&client_secret=dev-secret&client_secret=x", noAuth, 401, `"error":"invalid_client"`, true},
+		{"Basic wins over the form", "/introspect", formType, form(token) + "&client_id=wsauth&client_secret=dev-secret", basicAuth("wsauth", "wrong"), 401, `"error":"invalid_client"`, true},
+		{"client_secret_post in the query", "/introspect?client_id=wsauth&client_secret=dev-secret", formType, form(token), noAuth, 401, `"error":"invalid_client"`, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -174,7 +175,14 @@ func (l *testLog) logged(parts ...string) bool {
 type env struct {
 	t      testing.TB
 	svc    tokenService // *faketokensvc.Service, or the remote fake in conformance mode (remote_test.go)
-	svcURL string
+	svcURL string       // the fake's URL, and its issuer
+	// In an env made withJWKS (jwt_env_test.go): the fake, the number of
+	// rechecks asked of the validator, and a switch that makes the fake
+	// answer 503 to GET /.well-known/jwks.json.
+	jwt      *faketokensvc.Service
+	rechecks *atomic.Int64
+	jwksDown *atomic.Bool
+
 	srv    *server.Server
 	ts     *httptest.Server
 	URL    string // http://127.0.0.1:port or https://…
@@ -194,6 +202,10 @@ type envConfig struct {
 	noCache bool
 	timeout time.Duration
 	wrap    func(http.Handler) http.Handler
+
+	jwks       jwksMode
+	jwtConfig  func(*tokens.JWTConfig)
+	tokenClock func() time.Time // the fake's and the JWT verifier's clock; nil: time.Now
 }
 
 func withServer(f func(*server.Config)) envOption { return func(c *envConfig) { f(&c.server) } }
@@ -217,11 +229,20 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 	if remote() {
 		return newRemoteEnv(t, cfg)
 	}
-	e := &env{t: t, log: &testLog{t: t}}
-	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret"})
+	e := &env{t: t, log: &testLog{t: t}, rechecks: new(atomic.Int64), jwksDown: new(atomic.Bool)}
+	// The fake's issuer is its own URL, as discovery requires.
+	svcTS := httptest.NewUnstartedServer(nil)
+	e.svcURL = "http://" + svcTS.Listener.Addr().String()
+	svc := faketokensvc.New(faketokensvc.Options{ClientID: "wsauth", ClientSecret: "test-secret", Issuer: e.svcURL, Now: cfg.tokenClock})
 	e.svc = svc
-	svcTS := httptest.NewServer(svc.Handler())
-	e.svcURL = svcTS.URL
+	svcTS.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == jwksPath && e.jwksDown.Load() {
+			http.Error(w, "down for the test", http.StatusServiceUnavailable)
+			return
+		}
+		svc.Handler().ServeHTTP(w, r)
+	})
+	svcTS.Start()
 	e.closeTokenService = sync.OnceFunc(svcTS.Close)
 
 	in := &tokens.Introspector{URL: svcTS.URL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
@@ -231,7 +252,12 @@ func newEnv(t testing.TB, opts ...envOption) *env {
 		// trip each other's throttle. Tests of the throttle set it.
 		cfg.server.FailureBurst = -1
 	}
-	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
+	var v tokens.Validator = in
+	if cfg.jwks != noJWKS {
+		e.jwt = svc
+		v = e.kinds(&cfg, in, svcTS.Client())
+	}
+	cfg.server.Validator = tokens.NewCache(v, cfg.cache)
 	cfg.server.Logger = slog.New(slog.NewTextHandler(e.log, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = server.New(cfg.server)
 	var h http.Handler = e.srv
@@ -270,6 +296,11 @@ func (e *env) serve(h http.Handler, useTLS bool, after func()) {
 
 // issue asks the fake for a token and remembers it for the log check.
 func (e *env) issue(sub string, ttl time.Duration, scopes ...string) string {
+	if e.jwt != nil {
+		// An opaque token for this API: with a JWK set, introspection
+		// checks the audience too.
+		return e.issueToken(faketokensvc.TokenRequest{Sub: sub, Scopes: scopes, TTL: ttl, Audience: audience})
+	}
 	tok, _ := e.svc.Issue(sub, scopes, ttl)
 	leakMu.Lock()
 	issued = append(issued, tok)

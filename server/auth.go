@@ -23,10 +23,12 @@ import (
 // Nothing reaches a handler without passing all of them: every failure ends
 // in writeError.
 
-// authorized is a request's principal and the token that proved it.
+// authorized is a request's principal, the token that proved it, and the
+// scope the route required of it.
 type authorized struct {
 	p     tokens.Principal
 	token string // kept for the rechecks of a WebSocket; never logged
+	scope string // a WebSocket must keep it (session.go refresh, recheck)
 }
 
 // decision is what the checks decided about a request, handed to its
@@ -96,8 +98,9 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 		rl.subject = a.p.Subject
 	}
 	if !a.p.HasScope(scope) {
-		return authorized{}, &scopeError{scope}
+		return authorized{}, &scopeError{scope: scope}
 	}
+	a.scope = scope
 	return a, nil
 }
 

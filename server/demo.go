@@ -30,9 +30,10 @@ var pageTmpl = template.Must(template.ParseFS(staticFS, "static/index.html"))
 
 // pageData is what index.html is told about the configuration.
 type pageData struct {
-	Demo       bool
-	QueryToken bool
-	RejectMode string
+	Demo              bool
+	QueryToken        bool
+	RejectMode        string
+	APIScope, WSScope string
 }
 
 // handleDemoPage serves the page. Its scripts and styles are separate
@@ -43,7 +44,8 @@ func (s *Server) handleDemoPage() http.Handler {
 		setPageHeaders(h, r.Host)
 		h.Set("Content-Type", "text/html; charset=utf-8")
 		h.Set("Cache-Control", "no-store")
-		pageTmpl.Execute(w, pageData{Demo: s.cfg.DemoIssuer != nil, QueryToken: !s.cfg.NoQueryToken, RejectMode: s.cfg.WSReject})
+		pageTmpl.Execute(w, pageData{Demo: s.cfg.DemoIssuer != nil, QueryToken: !s.cfg.NoQueryToken, RejectMode: s.cfg.WSReject,
+			APIScope: s.cfg.APIScope, WSScope: s.cfg.WSScope})
 	})
 }
 
@@ -94,7 +96,7 @@ func validHost(host string) bool {
 // loginRequest is POST /dev/login's body.
 type loginRequest struct {
 	Sub   string `json:"sub"`
-	Scope string `json:"scope"` // space-separated (RFC 6749 §3.3); default "api ws"
+	Scope string `json:"scope"` // space-separated (RFC 6749 §3.3); default the two routes' scopes
 	TTL   int    `json:"ttl"`   // seconds; default Config.DemoTTL
 }
 
@@ -117,8 +119,9 @@ const (
 )
 
 // parseLogin checks a sign-in request: a short printable subject, scopes
-// of RFC 6749 §3.3 characters, a lifetime of 1 s to 24 h.
-func parseLogin(req loginRequest, defaultTTL time.Duration) (sub string, scopes []string, ttl time.Duration, err error) {
+// of RFC 6749 §3.3 characters (defaultScope when none), a lifetime of 1 s
+// to 24 h (defaultTTL when none).
+func parseLogin(req loginRequest, defaultScope string, defaultTTL time.Duration) (sub string, scopes []string, ttl time.Duration, err error) {
 	switch {
 	case req.Sub == "" || len(req.Sub) > maxDemoSub || !utf8.ValidString(req.Sub):
 		return "", nil, 0, badRequest("sub must be 1 to 64 bytes of text")
@@ -127,7 +130,7 @@ func parseLogin(req loginRequest, defaultTTL time.Duration) (sub string, scopes 
 	}
 	scope := req.Scope
 	if scope == "" {
-		scope = "api ws"
+		scope = defaultScope
 	}
 	scopes = strings.Fields(scope)
 	if len(scopes) > maxDemoScopes {
@@ -155,10 +158,10 @@ func (s *Server) handleLogin() http.Handler {
 		dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<10))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			s.writeError(w, r, badRequest(`the body must be JSON: {"sub":"alice","scope":"api ws","ttl":3600}`))
+			s.writeError(w, r, badRequest(`the body must be JSON: {"sub":"alice","scope":"`+s.cfg.APIScope+" "+s.cfg.WSScope+`","ttl":3600}`))
 			return
 		}
-		sub, scopes, ttl, err := parseLogin(req, s.cfg.DemoTTL)
+		sub, scopes, ttl, err := parseLogin(req, s.cfg.APIScope+" "+s.cfg.WSScope, s.cfg.DemoTTL)
 		if err != nil {
 			s.writeError(w, r, err)
 			return

@@ -19,10 +19,20 @@ func (e *badRequestError) Error() string { return e.desc }
 
 func badRequest(desc string) error { return &badRequestError{desc} }
 
-// scopeError is a valid token that lacks the scope a route needs.
-type scopeError struct{ scope string }
+// scopeError is a valid token that lacks the scope a route needs (routes.go
+// names it), or, with lost set, the token of an open WebSocket that no
+// longer carries the scope it was opened with (session.go).
+type scopeError struct {
+	scope string
+	lost  bool
+}
 
-func (e *scopeError) Error() string { return "token lacks scope " + e.scope }
+func (e *scopeError) Error() string {
+	if e.lost {
+		return "token lost scope " + e.scope
+	}
+	return "token lacks scope " + e.scope
+}
 
 // upgradeError is a request to /ws that is not a WebSocket handshake this
 // server speaks.
@@ -50,13 +60,12 @@ func (e *throttledError) Error() string {
 }
 
 // Why an open WebSocket's token no longer holds it, or a refresh is
-// refused (session.go). They wrap tokens.ErrInvalid or a *scopeError, so
-// that every medium answers them like any other invalid token or lacking
-// scope; only the close reasons differ.
+// refused (session.go). They wrap tokens.ErrInvalid, so that every medium
+// answers them like any other invalid token; only the close reasons
+// differ. A lost scope is a *scopeError with lost set.
 var (
 	errTokenExpired = fmt.Errorf("token expired: %w", tokens.ErrInvalid)
 	errTokenRevoked = fmt.Errorf("token revoked: %w", tokens.ErrInvalid)
-	errScopeLost    = fmt.Errorf("token lost the ws scope: %w", &scopeError{"ws"})
 	// errOtherSubject is a refresh with a valid token of someone else,
 	// answered like an invalid token: refresh is no validity oracle.
 	errOtherSubject = fmt.Errorf("refresh token belongs to another subject: %w", tokens.ErrInvalid)
@@ -116,12 +125,13 @@ func answerFor(err error) answer {
 	case errors.Is(err, tokens.ErrInvalid):
 		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
 			closeCode: CloseUnauthorized, closeReason: "invalid, expired or revoked token"}
-	case errors.Is(err, errScopeLost):
-		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: "ws", desc: scopeDesc + "ws",
-			closeCode: CloseForbidden, closeReason: "insufficient scope"}
 	case errors.As(err, &scope):
+		reason := "insufficient scope: token lacks " + scope.scope
+		if scope.lost {
+			reason = "insufficient scope"
+		}
 		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: scope.scope, desc: scopeDesc + scope.scope,
-			closeCode: CloseForbidden, closeReason: "insufficient scope: token lacks " + scope.scope}
+			closeCode: CloseForbidden, closeReason: reason}
 	case errors.Is(err, tokens.ErrUnavailable):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
 			desc: "the token system cannot answer; retry later"}
@@ -195,8 +205,9 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, a.status, errorBody{Error: a.code, Description: a.desc})
 }
 
-// challenge renders WWW-Authenticate for a (RFC 6750 §3). Codes and scopes
-// are fixed strings of this package, never quoted input.
+// challenge renders WWW-Authenticate for a (RFC 6750 §3). Codes are fixed
+// strings of this package and scopes those of the Config, which New checks
+// to be RFC 6749 §3.3 scope tokens: never quoted input.
 func (s *Server) challenge(a answer) string {
 	c := `Bearer realm="` + s.cfg.Realm + `"`
 	if a.status == http.StatusUnauthorized && a.code == "missing_token" {

@@ -22,7 +22,8 @@ import (
 // the next recheck whatever the cache TTL, and N connections over T tokens
 // cost T introspections per interval, not N. The answer:
 //   - invalid (revoked, expired, unknown): close with 3000 "token revoked";
-//   - valid without the ws scope: close with 3003 "insufficient scope";
+//   - valid without the scope /ws needs (Config.WSScope): close with 3003
+//     "insufficient scope";
 //   - valid: the connection takes the new principal and its expiry;
 //   - the token system cannot answer (ErrUnavailable): the connection
 //     keeps the answer it had, until its token's own expiry, and one

@@ -26,12 +26,12 @@ import (
 // requireWS is require for /ws: in close mode it hands the refusals that
 // answer by a close frame (answer.refusesByClose) to next, as the request's
 // decision.
-func (s *Server) requireWS(accepted source, next http.Handler) http.Handler {
+func (s *Server) requireWS(scope string, accepted source, next http.Handler) http.Handler {
 	if s.cfg.WSReject != RejectClose {
-		return s.require("ws", accepted, next)
+		return s.require(scope, accepted, next)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, err := s.authenticate(r, "ws", accepted)
+		a, err := s.authenticate(r, scope, accepted)
 		if err == nil {
 			next.ServeHTTP(w, withDecision(r, decision{authorized: a}))
 			return

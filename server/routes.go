@@ -11,14 +11,19 @@ const (
 	ticketSources = fromBearer | fromCookie
 )
 
-// routes is the whole API.
+// routes is the whole API, with the scope each protected route needs
+// (Config.APIScope and Config.WSScope, "api" and "ws" by default). This is
+// the one place that says which scope a route needs: the scope /ws checks
+// at the handshake goes with the connection (authorized.scope), and its
+// refreshes and rechecks hold the connection to that same scope.
 func (s *Server) routes() http.Handler {
+	api, ws := s.cfg.APIScope, s.cfg.WSScope
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", handleHealthz())
-	mux.Handle("GET /api/me", s.require("api", s.sources(apiSources), handleMe()))
-	mux.Handle("GET /ws", s.upgradeRequest(s.wsChecks(s.websocket())))
-	mux.Handle("GET /api/ws-check", s.wsChecks(s.handleWSCheck()))
-	mux.Handle("POST /api/ws-ticket", s.scripted(s.require("ws", s.sources(ticketSources), s.handleTicket())))
+	mux.Handle("GET /api/me", s.require(api, s.sources(apiSources), handleMe()))
+	mux.Handle("GET /ws", s.upgradeRequest(s.wsChecks(ws, s.websocket())))
+	mux.Handle("GET /api/ws-check", s.wsChecks(ws, s.handleWSCheck()))
+	mux.Handle("POST /api/ws-ticket", s.scripted(s.require(ws, s.sources(ticketSources), s.handleTicket())))
 	mux.Handle("GET /{$}", s.handleDemoPage())
 	mux.Handle("GET /static/", s.handleStatic())
 	if s.cfg.DemoIssuer != nil {
@@ -32,8 +37,8 @@ func (s *Server) routes() http.Handler {
 // /api/ws-check so that the two can never disagree: the Origin, then one
 // credential from wsSources carrying the ws scope, under the failure
 // throttle.
-func (s *Server) wsChecks(next http.Handler) http.Handler {
-	return s.checkOrigin(s.requireWS(s.sources(wsSources), next))
+func (s *Server) wsChecks(scope string, next http.Handler) http.Handler {
+	return s.checkOrigin(s.requireWS(scope, s.sources(wsSources), next))
 }
 
 // sources narrows a route's credential sources by the configuration.

@@ -36,6 +36,8 @@ type refresher interface {
 // Defaults for Config's zero fields. cmd/wsauth's flags take theirs from
 // here, so that the command line and the package cannot drift apart.
 const (
+	DefaultAPIScope           = "api"
+	DefaultWSScope            = "ws"
 	DefaultRealm              = "wsauth"
 	DefaultCookieName         = "token"
 	DefaultRecheck            = 60 * time.Second
@@ -68,6 +70,18 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	// APIScope is the scope GET /api/me needs, and WSScope the scope GET /ws
+	// and POST /api/ws-ticket need, which an open WebSocket must keep: a
+	// refresh to a token without it is refused, and a recheck that finds
+	// it gone closes the connection with 3003. routes.go is where they
+	// apply. Empty means DefaultAPIScope ("api") and DefaultWSScope ("ws").
+	// Each must be an RFC 6749 §3.3 scope token (visible ASCII, no space,
+	// '"' or '\\'), as a token system spells it, "chat:read" say: New
+	// panics otherwise, since a scope that no token can carry, or that
+	// cannot be quoted in a WWW-Authenticate challenge, is a mistake.
+	APIScope string
+	WSScope  string
 
 	// Realm is the realm of WWW-Authenticate challenges. Empty means
 	// DefaultRealm.
@@ -185,6 +199,12 @@ func (c Config) withDefaults() Config {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.APIScope == "" {
+		c.APIScope = DefaultAPIScope
+	}
+	if c.WSScope == "" {
+		c.WSScope = DefaultWSScope
+	}
 	if c.Realm == "" {
 		c.Realm = DefaultRealm
 	}
@@ -216,6 +236,22 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
+// ValidScope reports whether scope is one RFC 6749 §3.3 scope-token:
+// 1*( %x21 / %x23-5B / %x5D-7E ), visible ASCII except '"' and '\\'.
+// Only such a scope can be carried in a token's space-separated "scope"
+// and quoted in a WWW-Authenticate challenge.
+func ValidScope(scope string) bool {
+	if scope == "" {
+		return false
+	}
+	for i := 0; i < len(scope); i++ {
+		if c := scope[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
 // orDefault sets a zero *v to def and panics on a negative one: the field
 // has no "off", and a silent default would hide the mistake.
 func orDefault[T int | time.Duration](v *T, def T, name string) {
@@ -240,9 +276,9 @@ type Server struct {
 }
 
 // New returns a Server. It panics if cfg.Validator is nil, if
-// cfg.TicketKey is set but not 32 bytes, if cfg.WSReject is unknown, or if
-// a field that has no "off" is negative: a server that cannot run as
-// configured must not start.
+// cfg.TicketKey is set but not 32 bytes, if cfg.WSReject is unknown, if a
+// scope is not a scope token, or if a field that has no "off" is negative:
+// a server that cannot run as configured must not start.
 func New(cfg Config) *Server {
 	if cfg.Validator == nil {
 		panic("server: Config.Validator is nil")
@@ -250,6 +286,11 @@ func New(cfg Config) *Server {
 	cfg = cfg.withDefaults()
 	if cfg.WSReject != RejectHTTP && cfg.WSReject != RejectClose {
 		panic("server: Config.WSReject is neither " + RejectHTTP + " nor " + RejectClose)
+	}
+	for name, scope := range map[string]string{"APIScope": cfg.APIScope, "WSScope": cfg.WSScope} {
+		if !ValidScope(scope) {
+			panic("server: Config." + name + " is not a scope token (RFC 6749 §3.3): visible ASCII without space, '\"' or '\\'")
+		}
 	}
 	key := cfg.TicketKey
 	if key == nil {

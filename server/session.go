@@ -270,15 +270,16 @@ func (c *session) handle(msg []byte) error {
 // {"type":"refresh","ticket":…} with a one-time ticket, which a browser
 // mints by its renewed HttpOnly cookie and which is opened and spent as on
 // /ws (refreshCredential):
-//   - same subject, ws scope: the connection lives on the new token, its
-//     expiry and its rechecks; the answer is
+//   - same subject, the scope /ws needs: the connection lives on the new
+//     token, its expiry and its rechecks; the answer is
 //     {"type":"refreshed","exp":…,"expires_in":…};
 //   - anything else: the error's in-band message (errors.go),
 //     {"type":"error","error":…}, and the connection keeps its old token
 //     and expiry. An invalid token and another subject's valid token both
 //     get invalid_token, so that refresh tells a guesser nothing; a token
-//     without ws gets insufficient_scope; a token system that cannot answer
-//     temporarily_unavailable; both a token and a ticket, invalid_request.
+//     without the scope gets insufficient_scope; a token system that cannot
+//     answer temporarily_unavailable; both a token and a ticket,
+//     invalid_request.
 //
 // A refresh is an authentication like a handshake's, and costs the same:
 // a failure counts against the handshake's client IP and the presented
@@ -297,7 +298,7 @@ func (c *session) refresh(m refreshMsg) error {
 		return c.sendLocked(answerFor(&throttledError{untilOne(level, refreshRefill)}).message())
 	}
 	c.refreshes = bucket{tokens: level - 1, last: now}
-	sub := c.a.p.Subject // a refresh never changes it
+	sub, scope := c.a.p.Subject, c.a.scope // a refresh changes neither
 	c.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), c.s.cfg.WriteTimeout)
@@ -307,14 +308,15 @@ func (c *session) refresh(m refreshMsg) error {
 	if err == nil {
 		a, err = c.s.validate(ctx, c.ip, cred, sub)
 	}
-	if err == nil && !a.p.HasScope("ws") {
-		err = &scopeError{"ws"}
+	if err == nil && !a.p.HasScope(scope) {
+		err = &scopeError{scope: scope}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if err != nil {
 		return c.sendLocked(answerFor(err).message())
 	}
+	a.scope = scope
 	c.a = a
 	c.armExpiry()
 	return c.sendLocked(refreshedMsg{Type: "refreshed", Exp: unixOrZero(a.p.Expiry), ExpiresIn: expiresIn(a.p.Expiry, c.s.cfg.Now())})
@@ -366,8 +368,8 @@ func (c *session) recheck(token string, p tokens.Principal, err error) {
 		// The token system cannot answer: the connection keeps the answer
 		// it had until its token expires (registry's "Rechecks").
 		return
-	case !p.HasScope("ws"):
-		err = errScopeLost
+	case !p.HasScope(c.a.scope):
+		err = &scopeError{scope: c.a.scope, lost: true}
 	default:
 		c.a.p = p
 		c.armExpiry()

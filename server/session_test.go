@@ -42,12 +42,12 @@ func TestAnswersAboutAReplacedTokenDoNothing(t *testing.T) {
 			c.recheck("new", tokens.Principal{}, fmt.Errorf("%w: down", tokens.ErrUnavailable))
 		}, 0},
 	} {
-		c := &session{s: s, a: authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: later}, token: "old"}}
+		c := &session{s: s, a: authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: later}, token: "old", scope: "ws"}}
 		c.mu.Lock()
 		c.armExpiry()
 		oldGen := c.expiryGen
 		// What refresh does under c.mu.
-		c.a = authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: later.Add(time.Hour)}, token: "new"}
+		c.a = authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: later.Add(time.Hour)}, token: "new", scope: "ws"}
 		c.armExpiry()
 		c.mu.Unlock()
 
@@ -102,7 +102,7 @@ func TestRecheckSaysExpiredPastExpiry(t *testing.T) {
 		{"at expiry", now, "token expired"},
 		{"past expiry", now.Add(-time.Second), "token expired"},
 	} {
-		c := &session{s: s, a: authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: tc.expiry}, token: "tok"}}
+		c := &session{s: s, a: authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: tc.expiry}, token: "tok", scope: "ws"}}
 		c.recheck("tok", tokens.Principal{}, fmt.Errorf("%w: gone", tokens.ErrInvalid))
 		if c.pending == nil || c.pending.code != CloseUnauthorized || c.pending.reason != tc.want {
 			t.Errorf("%s: close = %+v; want 3000 %q", tc.name, c.pending, tc.want)
@@ -131,7 +131,7 @@ func TestRecheckSweepKeepsToItsBudget(t *testing.T) {
 	})
 	const nTokens = 3 * recheckConcurrency
 	for i := range nTokens {
-		a := authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}}, token: fmt.Sprintf("token-%d", i)}
+		a := authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}}, token: fmt.Sprintf("token-%d", i), scope: "ws"}
 		sess, err := s.conns.reserve(a, nil)
 		if err != nil {
 			t.Fatal(err)

@@ -10,7 +10,7 @@ import (
 // without the status: a page cannot tell "sign in again" (401) from
 // "forbidden" (403), "retry later" (429, 503) or a network failure. The
 // check runs exactly /ws's checks (wsChecks: the Origin, the credential
-// sources, the ws scope, the failure throttle), then asks the registry
+// sources, the scope /ws needs, the failure throttle), then asks the registry
 // whether it would take the connection (MaxConns, MaxConnsPerSubject,
 // shutdown), and answers 204 or the JSON error /ws would have answered,
 // Retry-After included. It upgrades nothing and reserves nothing.

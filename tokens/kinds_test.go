@@ -19,19 +19,19 @@ func TestKinds(t *testing.T) {
 	jwt := e.issue(t, faketokensvc.TokenRequest{Sub: "alice", Scopes: []string{"ws"}, TTL: time.Hour, JWT: true, Alg: "ES256"})
 	for _, tc := range []struct {
 		name               string
-		kinds              tokens.Kinds
+		kinds              *tokens.Kinds
 		token              string
 		want               error
 		wantIntrospections int64
 	}{
-		{"JWT, both configured: verified locally", tokens.Kinds{JWT: v, Introspector: e.in}, jwt, nil, 0},
-		{"opaque, both configured: introspected", tokens.Kinds{JWT: v, Introspector: e.in}, opaque, nil, 1},
-		{"JWT, JWKS only", tokens.Kinds{JWT: v}, jwt, nil, 0},
-		{"opaque, JWKS only: invalid, no call", tokens.Kinds{JWT: v}, opaque, tokens.ErrInvalid, 0},
-		{"JWT, introspection only: introspected", tokens.Kinds{Introspector: e.in}, jwt, nil, 1},
-		{"opaque, introspection only", tokens.Kinds{Introspector: e.in}, opaque, nil, 1},
-		{"bad JWT, both configured: refused, not introspected", tokens.Kinds{JWT: v, Introspector: e.in}, jwt + "x", tokens.ErrInvalid, 0},
-		{"malformed, JWKS only", tokens.Kinds{JWT: v}, "a b", tokens.ErrInvalid, 0},
+		{"JWT, both configured: verified locally", &tokens.Kinds{JWT: v, Introspector: e.in}, jwt, nil, 0},
+		{"opaque, both configured: introspected", &tokens.Kinds{JWT: v, Introspector: e.in}, opaque, nil, 1},
+		{"JWT, JWKS only", &tokens.Kinds{JWT: v}, jwt, nil, 0},
+		{"opaque, JWKS only: invalid, no call", &tokens.Kinds{JWT: v}, opaque, tokens.ErrInvalid, 0},
+		{"JWT, introspection only: introspected", &tokens.Kinds{Introspector: e.in}, jwt, nil, 1},
+		{"opaque, introspection only", &tokens.Kinds{Introspector: e.in}, opaque, nil, 1},
+		{"bad JWT, both configured: refused, not introspected", &tokens.Kinds{JWT: v, Introspector: e.in}, jwt + "x", tokens.ErrInvalid, 0},
+		{"malformed, JWKS only", &tokens.Kinds{JWT: v}, "a b", tokens.ErrInvalid, 0},
 	} {
 		before := e.svc.Introspections()
 		p, err := tc.kinds.Validate(context.Background(), tc.token)
@@ -133,4 +133,69 @@ func TestCacheRecheckDoesNotJoinValidation(t *testing.T) {
 	}
 	close(release)
 	<-done
+}
+
+// TestKindsRemembersRevocationsSeenByRechecks: with JWKS and introspection,
+// a JWT that a recheck found revoked stays refused for new validations
+// after the cache forgot the recheck's answer, until it expires; the
+// memory is bounded, forgetting the tokens that expire soonest.
+func TestKindsRemembersRevocationsSeenByRechecks(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	t.Run("until exp", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		kinds := &tokens.Kinds{JWT: e.verifier(t), Introspector: e.in}
+		c := tokens.NewCache(kinds, tokens.CacheConfig{Now: e.clock.Now, Recheck: kinds.Recheck})
+		jwt := e.issue(t, faketokensvc.TokenRequest{Sub: "alice", Scopes: []string{"ws"}, TTL: time.Hour, JWT: true})
+		if _, err := c.Validate(ctx, jwt); err != nil {
+			t.Fatal(err)
+		}
+		e.svc.Revoke(jwt)
+		if _, err := c.Refresh(ctx, jwt); !errors.Is(err, tokens.ErrInvalid) {
+			t.Fatalf("Refresh(revoked JWT) = %v; want ErrInvalid", err)
+		}
+		e.clock.Advance(tokens.DefaultCacheTTL + tokens.DefaultCacheInvalidTTL)
+		if _, err := c.Validate(ctx, jwt); !errors.Is(err, tokens.ErrInvalid) {
+			t.Errorf("Validate(JWT a recheck found revoked), after the cache forgot the answer = %v; want ErrInvalid", err)
+		}
+		other := e.issue(t, faketokensvc.TokenRequest{Sub: "bob", Scopes: []string{"ws"}, TTL: time.Hour, JWT: true})
+		if _, err := c.Validate(ctx, other); err != nil {
+			t.Errorf("Validate(another JWT) = %v; want nil", err)
+		}
+		e.clock.Advance(time.Hour)
+		if _, err := kinds.Validate(ctx, jwt); !errors.Is(err, tokens.ErrInvalid) {
+			t.Errorf("Validate(revoked JWT past its exp) = %v; want ErrInvalid", err)
+		}
+	})
+	t.Run("bounded", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		kinds := &tokens.Kinds{JWT: e.verifier(t), Introspector: e.in, MaxRevoked: 2}
+		var jwts []string
+		for i, ttl := range []time.Duration{3 * time.Hour, time.Hour, 2 * time.Hour} {
+			jwt := e.issue(t, faketokensvc.TokenRequest{Sub: fmt.Sprint("user", i), Scopes: []string{"ws"}, TTL: ttl, JWT: true})
+			e.svc.Revoke(jwt)
+			if _, err := kinds.Recheck(ctx, jwt); !errors.Is(err, tokens.ErrInvalid) {
+				t.Fatalf("Recheck(revoked JWT %d) = %v; want ErrInvalid", i, err)
+			}
+			jwts = append(jwts, jwt)
+		}
+		for i, want := range []error{tokens.ErrInvalid, nil, tokens.ErrInvalid} {
+			if _, err := kinds.Validate(ctx, jwts[i]); want == nil && err != nil || want != nil && !errors.Is(err, want) {
+				t.Errorf("Validate(revoked JWT %d) with room for 2 = %v; want %v (the one expiring soonest is forgotten)", i, err, want)
+			}
+		}
+	})
+	t.Run("negative MaxRevoked remembers none", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		kinds := &tokens.Kinds{JWT: e.verifier(t), Introspector: e.in, MaxRevoked: -1}
+		jwt := e.issue(t, faketokensvc.TokenRequest{Sub: "alice", Scopes: []string{"ws"}, TTL: time.Hour, JWT: true})
+		e.svc.Revoke(jwt)
+		kinds.Recheck(ctx, jwt)
+		if _, err := kinds.Validate(ctx, jwt); err != nil {
+			t.Errorf("Validate(revoked JWT) with MaxRevoked -1 = %v; want nil (local verification cannot see revocation)", err)
+		}
+	})
 }

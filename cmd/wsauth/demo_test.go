@@ -70,6 +70,9 @@ func TestDemoNeverByAccident(t *testing.T) {
 		{"localhost", []string{"-addr", "localhost:0"}, noEnv, ""},
 		{"empty -introspect-url", []string{"-introspect-url", ""}, noEnv, "-introspect-url is given but empty"},
 		{"empty -introspect-url=", []string{"-introspect-url="}, noEnv, "-introspect-url is given but empty"},
+		{"empty -issuer", []string{"-issuer", ""}, noEnv, "-issuer is given but empty"},
+		{"empty -jwks-url", []string{"-jwks-url="}, noEnv, "-jwks-url is given but empty"},
+		{"empty -issuer with -audience", []string{"-issuer", "", "-audience", "my-api"}, noEnv, "-issuer is given but empty"},
 		{"client secret set", nil, secret, "$WSAUTH_CLIENT_SECRET is set"},
 		{"all interfaces", []string{"-addr", ":0"}, noEnv, "-addr :0 is not a loopback address"},
 		{"unspecified IPv4", []string{"-addr", "0.0.0.0:0"}, noEnv, "-addr 0.0.0.0:0 is not a loopback address"},
@@ -79,6 +82,8 @@ func TestDemoNeverByAccident(t *testing.T) {
 		{"-demo overrides an empty flag", []string{"-demo", "-introspect-url", ""}, secret, ""},
 		{"-demo with a token system", []string{"-demo", "-introspect-url", "http://127.0.0.1:1/introspect"}, secret,
 			"-demo and -introspect-url exclude each other"},
+		{"-demo with an issuer", []string{"-demo", "-issuer", "https://idp.example"}, noEnv,
+			"-demo and -issuer exclude each other"},
 		{"-demo=false without a token system", []string{"-demo=false"}, noEnv, "-demo=false and no token system"},
 	} {
 		args := append([]string{"-addr", "127.0.0.1:0"}, tc.args...)

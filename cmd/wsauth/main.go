@@ -1,12 +1,15 @@
 // Command wsauth runs the wsauth server: every HTTP request and every
 // WebSocket connection authorized by a token that an external token system
-// validates (RFC 7662 introspection).
+// validates: JWT access tokens (RFC 9068) verified locally against the
+// issuer's JWK set, other tokens by RFC 7662 introspection.
 //
 // With no flags it runs a demo on loopback: an embedded fake token service,
 // two ready tokens, copy-paste commands, and a sign-in that lets anyone be
-// anyone. With -introspect-url it asks a real token system instead; the
-// client secret comes from $WSAUTH_CLIENT_SECRET. The demo refuses to start
-// where a real deployment looks meant (see checkDemo) unless -demo says so.
+// anyone. With -issuer, -jwks-url or -introspect-url it uses a real token
+// system instead (tokensystem.go, docs/TOKEN-SYSTEMS.md); the client secret
+// for introspection comes from $WSAUTH_CLIENT_SECRET. The demo refuses to
+// start where a real deployment looks meant (see checkDemo) unless -demo
+// says so.
 package main
 
 import (
@@ -46,6 +49,8 @@ func main() {
 // value (a variable missing from a unit file: -introspect-url "$URL"), the
 // demo refuses to start.
 var tokenSystemFlags = []string{
+	"issuer",
+	"jwks-url",
 	"introspect-url",
 }
 
@@ -67,6 +72,16 @@ type options struct {
 	demo            bool // -demo: run the demo even where it would refuse
 	introspectURL   string
 	clientID        string
+	introspectAuth  string
+	issuer          string
+	jwksURL         string
+	audience        string
+	clientIDs       []string // -allowed-client-ids
+	clockSkew       time.Duration
+	jwtAlgs         []string
+	jwtTypes        []string
+	apiScope        string
+	wsScope         string
 	allowedOrigins  string
 	cookieName      string
 	allowQueryToken bool
@@ -102,17 +117,39 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprint(fs.Output(), `Usage: wsauth [flags]
 
 With no flags: a demo on loopback, with an embedded fake token service in which
-anyone can sign in as anyone. With -introspect-url: a real token system (RFC 7662),
-the client secret in $WSAUTH_CLIENT_SECRET, the ticket key in $WSAUTH_TICKET_KEY
-or -ticket-key-file. A 0 means "off" where the flag says so.
+anyone can sign in as anyone. With -issuer, -jwks-url or -introspect-url: a real
+token system (docs/TOKEN-SYSTEMS.md): JWT access tokens verified against its JWK
+set, other tokens introspected (RFC 7662) with the client secret in
+$WSAUTH_CLIENT_SECRET. The ticket key is in $WSAUTH_TICKET_KEY or
+-ticket-key-file. A 0 means "off" where the flag says so.
 
 `)
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&o.addr, "addr", defaultAddr, "listen address")
-	fs.BoolVar(&o.demo, "demo", false, "run the demo even where it would refuse to: with $WSAUTH_CLIENT_SECRET set, an empty -introspect-url, or a non-loopback -addr.\nIn the demo anyone who can reach the server can sign in as anyone")
-	fs.StringVar(&o.introspectURL, "introspect-url", "", "RFC 7662 introspection endpoint of the token system (absent: the demo)")
-	fs.StringVar(&o.clientID, "client-id", "wsauth", "client id at the token system (secret from $WSAUTH_CLIENT_SECRET)")
+	fs.BoolVar(&o.demo, "demo", false, "run the demo even where it would refuse to: with $WSAUTH_CLIENT_SECRET set, an empty -issuer, -jwks-url or -introspect-url, or a non-loopback -addr.\nIn the demo anyone who can reach the server can sign in as anyone")
+	fs.StringVar(&o.issuer, "issuer", "", "the token system's issuer URL, which tokens' \"iss\" must equal: discovery (OpenID Connect, then RFC 8414)\nfinds its JWK set and, if it has one, its introspection endpoint")
+	fs.StringVar(&o.jwksURL, "jwks-url", "", "the issuer's JWK set (RFC 7517): JWT access tokens are verified locally against it. Instead of\ndiscovery's: with it, -issuer only names the \"iss\" and nothing is discovered")
+	fs.StringVar(&o.introspectURL, "introspect-url", "", "RFC 7662 introspection endpoint of the token system, instead of discovery's\n(none of -issuer, -jwks-url and -introspect-url: the demo)")
+	fs.StringVar(&o.clientID, "client-id", "wsauth", "client id at the introspection endpoint (secret from $WSAUTH_CLIENT_SECRET)")
+	fs.StringVar(&o.introspectAuth, "introspect-auth", tokens.ClientSecretBasic, "client authentication at the introspection endpoint: client_secret_basic, client_secret_post,\nor none (an endpoint only this server can reach; $WSAUTH_CLIENT_SECRET is then not needed)")
+	fs.StringVar(&o.audience, "audience", "", "this API's identifier at the issuer, which a token's \"aud\" must contain. Required with a JWK set\n(unless -allowed-client-ids); with introspection, when given, a reply without it is refused")
+	fs.Func("allowed-client-ids", "comma-separated client ids: a token without \"aud\" is accepted if its \"client_id\" is one\n(Amazon Cognito's access tokens have no \"aud\")", func(v string) error {
+		o.clientIDs = splitList(v)
+		return nil
+	})
+	fs.DurationVar(&o.clockSkew, "clock-skew", tokens.DefaultLeeway, "how far in the future a JWT's \"iat\" and \"nbf\" may be, for an issuer whose clock is ahead; at most 1m (0: off)")
+	o.jwtAlgs, o.jwtTypes = tokens.DefaultAlgorithms, tokens.DefaultTypes
+	fs.Func("jwt-algs", "comma-separated JWT signature algorithms accepted (default "+strings.Join(tokens.DefaultAlgorithms, ",")+")", func(v string) error {
+		o.jwtAlgs = splitList(v)
+		return nil
+	})
+	fs.Func("jwt-typ", "comma-separated JWT \"typ\" headers accepted (default "+strings.Join(tokens.DefaultTypes, ",")+";\n-jwt-typ at+jwt accepts RFC 9068 access tokens only)", func(v string) error {
+		o.jwtTypes = splitList(v)
+		return nil
+	})
+	fs.StringVar(&o.apiScope, "api-scope", server.DefaultAPIScope, "the scope GET /api/me needs")
+	fs.StringVar(&o.wsScope, "ws-scope", server.DefaultWSScope, "the scope GET /ws and POST /api/ws-ticket need, and an open WebSocket must keep")
 	fs.StringVar(&o.allowedOrigins, "allowed-origins", "", "comma-separated origins (scheme://host[:port]) allowed to open WebSockets besides the server's own")
 	fs.StringVar(&o.cookieName, "cookie-name", server.DefaultCookieName, "cookie holding a browser's token (the demo under -tls-cert: "+demoCookieName+")")
 	fs.BoolVar(&o.allowQueryToken, "allow-query-token", true, "accept ?token= (it ends up in logs and history; prefer tickets)")
@@ -186,6 +223,9 @@ or -ticket-key-file. A 0 means "off" where the flag says so.
 	}
 	if o.wsReject != server.RejectHTTP && o.wsReject != server.RejectClose {
 		return o, fmt.Errorf("-ws-reject is %q; want %s or %s", o.wsReject, server.RejectHTTP, server.RejectClose)
+	}
+	if err := checkTokenFlags(o); err != nil {
+		return o, err
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
 		return o, errors.New("-tls-cert and -tls-key go together")
@@ -273,17 +313,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	}
 	logger := slog.New(slog.NewTextHandler(stdout, nil))
 
-	in := &tokens.Introspector{URL: o.introspectURL, ClientID: o.clientID, ClientSecret: getenv("WSAUTH_CLIENT_SECRET")}
+	var validator *tokens.Cache
 	var demo *faketokensvc.Service
 	if demoMode {
+		in := &tokens.Introspector{ClientID: o.clientID}
 		var stopFake func()
 		demo, in.URL, stopFake, err = startDemoTokenService(in)
 		if err != nil {
 			return err
 		}
 		defer stopFake()
-	} else if in.ClientSecret == "" {
-		return errors.New("-introspect-url needs the client secret in $WSAUTH_CLIENT_SECRET")
+		validator = tokens.NewCache(in, tokens.CacheConfig{TTL: offIfZero(o.cacheTTL)})
+	} else if validator, err = tokenSystem(ctx, o, getenv, logger); err != nil {
+		return err
 	}
 
 	cookieName := o.cookieName
@@ -291,8 +333,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		cookieName = demoCookieName
 	}
 	cfg := server.Config{
-		Validator:      tokens.NewCache(in, tokens.CacheConfig{TTL: offIfZero(o.cacheTTL)}),
+		Validator:      validator,
 		Logger:         logger,
+		APIScope:       o.apiScope,
+		WSScope:        o.wsScope,
 		CookieName:     cookieName,
 		NoQueryToken:   !o.allowQueryToken,
 		AllowedOrigins: splitList(o.allowedOrigins),
@@ -337,7 +381,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		for _, r := range demoReasons {
 			logger.Warn("DEMO MODE forced by -demo although "+r, "url", base)
 		}
-		printDemo(stdout, demo, banner{base: base, cookieName: cookieName, queryToken: o.allowQueryToken, wsReject: o.wsReject})
+		printDemo(stdout, demo, banner{base: base, cookieName: cookieName, queryToken: o.allowQueryToken, wsReject: o.wsReject,
+			apiScope: o.apiScope, wsScope: o.wsScope})
 	}
 	// Last, so that whoever waits for this line finds the banner complete.
 	logger.Info("wsauth listening", "url", base, "demo", demo != nil)
@@ -414,13 +459,15 @@ type banner struct {
 	cookieName string
 	queryToken bool   // ?token= accepted
 	wsReject   string // server.RejectHTTP or server.RejectClose
+
+	apiScope, wsScope string // the scopes of /api/me and /ws
 }
 
 // printDemo prints two ready tokens and commands that work as printed
 // under the flags given (run_test.go runs them).
 func printDemo(w io.Writer, svc *faketokensvc.Service, b banner) {
-	alice, _ := svc.Issue("alice", []string{"api", "ws"}, 24*time.Hour)
-	bob, _ := svc.Issue("bob", []string{"api"}, 24*time.Hour)
+	alice, _ := svc.Issue("alice", []string{b.apiScope, b.wsScope}, 24*time.Hour)
+	bob, _ := svc.Issue("bob", []string{b.apiScope}, 24*time.Hour)
 	host, isTLS := strings.CutPrefix(b.base, "https://")
 	host = strings.TrimPrefix(host, "http://")
 	curl, curlWS, ws := "curl -i", "curl -i -N", "ws"
@@ -440,14 +487,14 @@ func printDemo(w io.Writer, svc *faketokensvc.Service, b banner) {
 wsauth demo: open %[1]s/ in a browser to sign in and try every way of connecting.
 
 An embedded fake token service issued two tokens (valid 24h).
-  alice (scopes api ws): %[2]s
-  bob   (scope  api):    %[3]s
+  alice (scopes %[7]s %[8]s): %[2]s
+  bob   (scope  %[7]s):    %[3]s
 
 Try HTTP:
   %[4]s -H 'Authorization: Bearer %[2]s' %[1]s/api/me
   %[4]s --cookie '%[5]s=%[3]s' %[1]s/api/me
   %[4]s %[1]s/api/me                                   # 401, no token
-`, b.base, alice, bob, curl, b.cookieName, strings.Join(prefixed(tokenSystemFlags), " or "))
+`, b.base, alice, bob, curl, b.cookieName, strings.Join(prefixed(tokenSystemFlags), " or "), b.apiScope, b.wsScope)
 	if isTLS {
 		fmt.Fprintln(w, "  (-k: curl does not check the certificate; do that only on loopback, as here)")
 	}
@@ -458,8 +505,8 @@ Try HTTP:
 	fmt.Fprintf(w, `
 Try a WebSocket handshake (prints 101 and the welcome frame, then stops after 3 s):
   %[1]s --max-time 3 -H 'Connection: Upgrade' -H 'Upgrade: websocket' -H 'Sec-WebSocket-Version: 13' -H 'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==' -H 'Authorization: Bearer %[2]s' %[3]s/ws
-  # with bob's token (no ws scope) the same command %[4]s
-`, curlWS, alice, b.base, bobAnswer)
+  # with bob's token (no %[5]s scope) the same command %[4]s
+`, curlWS, alice, b.base, bobAnswer, b.wsScope)
 	if b.queryToken {
 		fmt.Fprintf(w, `
 From a browser console on %[1]s/healthz:

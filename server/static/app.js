@@ -15,7 +15,7 @@ const meanings = {
   1007: "the message was not UTF-8",
   1009: "message too big",
   3000: "the token is missing, invalid, expired or revoked",
-  3003: "the token lacks the ws scope",
+  3003: "the token lacks the scope /ws needs",
 };
 
 let conn = null; // the WSAuthClient of the way last chosen
