@@ -52,7 +52,9 @@ func TestJWTAuthMatrix(t *testing.T) {
 	}
 }
 
-// TestHostileJWTs sends each forged or misused JWT of issue 12's list as a
+// TestHostileJWTs sends each forged or misused JWT an attacker would try
+// (no signature, the public key as an HMAC secret, a key URL of their own,
+// a token for another issuer or audience, an ID or refresh token) as a
 // bearer token to GET /api/me and GET /ws: each is refused with 401 and
 // WWW-Authenticate error="invalid_token", never introspected, and for its
 // own reason, which the log line names (the cause, never the token).

@@ -13,8 +13,8 @@ import (
 	"wsauth/tokens"
 )
 
-// Issue 8: nothing in the design needs state shared between instances
-// beyond the token system. These tests run two servers in one process, each
+// Several instances: nothing in the design needs state shared between
+// instances beyond the token system. These tests run two servers in one process, each
 // with its own cache and registry, in front of one fake token service, as
 // two instances behind a load balancer are.
 

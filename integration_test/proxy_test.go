@@ -30,7 +30,7 @@ import (
 	"wsauth/server"
 )
 
-// TestNginx is issue 8's black-box test: a real nginx, configured with the
+// TestNginx is the deployment's black-box test: a real nginx, configured with the
 // block docs/DEPLOY.md shows, terminates TLS in front of two cmd/wsauth
 // processes that share one cmd/fake-tokensvc, and every case below goes
 // through it. Without nginx it skips, unless WSAUTH_REQUIRE_NGINX=1 (as in
