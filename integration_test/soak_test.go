@@ -548,5 +548,3 @@ func (s *soak) summary(t *testing.T) {
 		s.statuses, s.probes, len(s.falseAcc), s.closedRevoked, s.closedExpired, s.worstExpiry, s.revokedReasonExpired, s.wrongClose, s.faultLog,
 		s.g0, s.g1, mib(s.m0.HeapAlloc), mib(s.m1.HeapAlloc), float64(s.heapGrowth())/(1<<20), mib(s.m1.Sys), s.logs.lines, s.logs.leaks)
 }
-
-func mib(n uint64) float64 { return float64(n) / (1 << 20) }
