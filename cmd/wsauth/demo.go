@@ -139,7 +139,7 @@ func printDemo(w io.Writer, svc *faketokensvc.Service, b banner) {
 ################################################################################
   DEMO MODE: anyone can sign in as anyone. Not for production.
   Any visitor can POST /dev/login as any subject with any scope. For a real
-  token system, start with %[6]s (README: "Running against a real token system").
+  token system, start with %[6]s (docs/TOKEN-SYSTEMS.md).
 ################################################################################
 
 wsauth demo: open %[1]s/ in a browser to sign in and try every way of connecting.
