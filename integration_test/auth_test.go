@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// TestAuthMatrix is the answers table of README.md, over real sockets:
+// TestAuthMatrix is the answers table of docs/REFERENCE.md, over real sockets:
 // {HTTP /api/me, WebSocket /ws} × token kinds × credential ways.
 func TestAuthMatrix(t *testing.T) {
 	t.Parallel()

@@ -215,7 +215,7 @@ func TestBadFramesOthersServed(t *testing.T) {
 			c.WriteFrame(0x1, false, []byte("ok \xe2\x82"))
 			return c.WriteFrame(0x0, true, []byte("x"))
 		}, server.CloseInvalidPayload, ""},
-		// Binary frames: this server speaks JSON text (README), so binary
+		// Binary frames: this server speaks JSON text (docs/REFERENCE.md), so binary
 		// data is data it cannot accept, RFC 6455 §7.4.1's 1003.
 		{"binary message", func(c *wsConn) error { return c.WriteFrame(0x2, true, []byte{0, 1, 2}) }, server.CloseUnsupportedData, ""},
 		{"message over MaxMessageBytes", func(c *wsConn) error { return c.WriteText(strings.Repeat("a", 2048)) }, server.CloseMessageTooBig, ""},
