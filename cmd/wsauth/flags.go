@@ -75,6 +75,39 @@ type options struct {
 // printed the usage to stderr, for -h.
 func parseFlags(args []string, stderr io.Writer) (options, error) {
 	var o options
+	var ticketKeyFlag bool
+	fs := newFlagSet(&o, &ticketKeyFlag)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(stderr)
+			fs.Usage()
+			return o, err
+		}
+		return o, fmt.Errorf("%w (wsauth -h lists the flags)", err)
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	}
+	if ticketKeyFlag {
+		return o, errors.New("-ticket-key is removed: a key on the command line shows in ps and /debug/vars; " +
+			"put it in $WSAUTH_TICKET_KEY or in a file named by -ticket-key-file")
+	}
+	o.set = make(map[string]bool)
+	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+	for _, name := range tokenSystemFlags {
+		switch {
+		case fs.Lookup(name).Value.String() != "":
+			o.tokenSystem = append(o.tokenSystem, "-"+name)
+		case o.set[name]:
+			o.emptyTokenSystem = append(o.emptyTokenSystem, "-"+name)
+		}
+	}
+	return o, checkOptions(o, fs)
+}
+
+// newFlagSet defines the command's flags on o; removed is set when the
+// removed -ticket-key is given.
+func newFlagSet(o *options, removed *bool) *flag.FlagSet {
 	fs := flag.NewFlagSet("wsauth", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors go back to main, which prints them once
 	fs.Usage = func() {
@@ -133,37 +166,15 @@ $WSAUTH_CLIENT_SECRET. The ticket key is in $WSAUTH_TICKET_KEY or
 		return err
 	})
 	fs.StringVar(&o.ticketKeyFile, "ticket-key-file", "", "file holding the 32-byte key that seals one-time tickets, as 64 hex digits or base64\n(or the key in $WSAUTH_TICKET_KEY; neither: a random key per process)")
-	var ticketKeyFlag bool
-	fs.Var(removedFlag{&ticketKeyFlag}, "ticket-key", "removed: the command line shows in ps and /debug/vars; use $WSAUTH_TICKET_KEY or -ticket-key-file")
+	fs.Var(removedFlag{removed}, "ticket-key", "removed: the command line shows in ps and /debug/vars; use $WSAUTH_TICKET_KEY or -ticket-key-file")
 	fs.StringVar(&o.wsReject, "ws-reject", server.RejectHTTP, "how /ws refuses a bad token: http (401/403 before the upgrade) or close (upgrade, then close 3000/3003, readable by browsers)")
 	fs.StringVar(&o.adminAddr, "admin-addr", "", "serve /debug/vars (memory, open connections) on this host:port, to requests addressed to it; empty: off. No auth: keep it on loopback")
+	return fs
+}
 
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fs.SetOutput(stderr)
-			fs.Usage()
-			return o, err
-		}
-		return o, fmt.Errorf("%w (wsauth -h lists the flags)", err)
-	}
-	if fs.NArg() > 0 {
-		return o, fmt.Errorf("unexpected arguments: %q", fs.Args())
-	}
-	if ticketKeyFlag {
-		return o, errors.New("-ticket-key is removed: a key on the command line shows in ps and /debug/vars; " +
-			"put it in $WSAUTH_TICKET_KEY or in a file named by -ticket-key-file")
-	}
-	o.set = make(map[string]bool)
-	fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-	for _, name := range tokenSystemFlags {
-		switch {
-		case fs.Lookup(name).Value.String() != "":
-			o.tokenSystem = append(o.tokenSystem, "-"+name)
-		case o.set[name]:
-			o.emptyTokenSystem = append(o.emptyTokenSystem, "-"+name)
-		}
-	}
-
+// checkOptions refuses values the command cannot run with, naming the
+// flag and what it wants.
+func checkOptions(o options, fs *flag.FlagSet) error {
 	// 0 means "off" where off makes sense, and is refused where it does
 	// not: no value quietly becomes a default.
 	for _, c := range []struct {
@@ -182,19 +193,19 @@ $WSAUTH_CLIENT_SECRET. The ticket key is in $WSAUTH_TICKET_KEY or
 		{"shutdown-timeout", o.shutdownTimeout <= 0, "more than 0"},
 	} {
 		if c.bad {
-			return o, fmt.Errorf("-%s is %s; want %s", c.name, fs.Lookup(c.name).Value, c.want)
+			return fmt.Errorf("-%s is %s; want %s", c.name, fs.Lookup(c.name).Value, c.want)
 		}
 	}
 	if o.wsReject != server.RejectHTTP && o.wsReject != server.RejectClose {
-		return o, fmt.Errorf("-ws-reject is %q; want %s or %s", o.wsReject, server.RejectHTTP, server.RejectClose)
+		return fmt.Errorf("-ws-reject is %q; want %s or %s", o.wsReject, server.RejectHTTP, server.RejectClose)
 	}
 	if err := checkTokenFlags(o); err != nil {
-		return o, err
+		return err
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return o, errors.New("-tls-cert and -tls-key go together")
+		return errors.New("-tls-cert and -tls-key go together")
 	}
-	return o, nil
+	return nil
 }
 
 // removedFlag stands for a flag that no longer exists, so that its use is
