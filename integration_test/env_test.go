@@ -28,9 +28,9 @@ type env struct {
 	t      testing.TB
 	svc    tokenService // *faketokensvc.Service, or the remote fake in conformance mode (remote_test.go)
 	svcURL string       // the fake's URL, and its issuer
-	// In an env made withJWKS: the fake, the number of
-	// rechecks asked of the validator, and a switch that makes the fake
-	// answer 503 to GET /.well-known/jwks.json.
+	// In an env made withJWKS: the fake, the number of rechecks asked of
+	// the validator, and a switch that makes the fake answer 503 to GET
+	// /.well-known/jwks.json.
 	jwt      *faketokensvc.Service
 	rechecks *atomic.Int64
 	jwksDown *atomic.Bool
