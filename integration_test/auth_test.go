@@ -1,44 +1,14 @@
 package integration_test
 
 import (
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 )
 
-// way is how a client carries a token.
-type way struct {
-	name   string
-	wsOnly bool
-	apply  func(path, token string, h http.Header) string // returns the path to request
-}
-
-// ways are the credential ways a client can carry a token.
-var ways = []way{
-	{"bearer", false, func(p, tok string, h http.Header) string { h.Set("Authorization", "Bearer "+tok); return p }},
-	{"cookie", false, func(p, tok string, h http.Header) string { h.Set("Cookie", "token="+tok); return p }},
-	{"query", false, func(p, tok string, h http.Header) string { return p + "?token=" + url.QueryEscape(tok) }},
-	{"subprotocol", true, func(p, tok string, h http.Header) string {
-		h.Set("Sec-WebSocket-Protocol", "wsauth.v1, wsauth.bearer."+tok)
-		return p
-	}},
-}
-
-const (
-	challengeNone    = `Bearer realm="wsauth"`
-	challengeInvalid = `Bearer realm="wsauth", error="invalid_token"`
-)
-
-func challengeScope(scope string) string {
-	return `Bearer realm="wsauth", error="insufficient_scope", scope="` + scope + `"`
-}
-
-// TestAuthMatrix is the answers table of README.md, over real sockets:
+// TestAuthMatrix is the answers table of docs/REFERENCE.md, over real sockets:
 // {HTTP /api/me, WebSocket /ws} × token kinds × credential ways.
 func TestAuthMatrix(t *testing.T) {
 	t.Parallel()
@@ -153,86 +123,18 @@ func authMatrixOf(t *testing.T, e *env, route string, issue func(sub string, ttl
 	})
 }
 
-func checkMe(t *testing.T, status int, body, sub string) {
-	t.Helper()
-	if status != 200 {
-		t.Fatalf("GET /api/me: status = %d (%s); want 200", status, body)
+// TestWSS: the subprotocol way over TLS, where the server answers
+// wsauth.v1 and never the entry that holds the token.
+func TestWSS(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, withTLS())
+	tok := e.issue("alice", time.Hour, "api", "ws")
+	c, resp, body := e.dial("/ws", http.Header{"Sec-WebSocket-Protocol": {"wsauth.v1, wsauth.bearer." + tok}})
+	if c == nil {
+		t.Fatalf("wss: %d %s; want 101", resp.StatusCode, body)
 	}
-	var me struct {
-		Sub   string   `json:"sub"`
-		Scope []string `json:"scope"`
-		Exp   int64    `json:"exp"`
+	if c.Protocol != "wsauth.v1" {
+		t.Errorf("wss: Sec-WebSocket-Protocol = %q; want wsauth.v1", c.Protocol)
 	}
-	if err := json.Unmarshal([]byte(body), &me); err != nil {
-		t.Fatalf("GET /api/me body %q: %v", body, err)
-	}
-	if me.Sub != sub || strings.Join(me.Scope, " ") != "api ws" || me.Exp < time.Now().Unix() {
-		t.Errorf("GET /api/me = %+v; want sub %s, scope [api ws], exp in the future", me, sub)
-	}
-}
-
-// checkRefusal checks the answer to a refused request: its status, its
-// challenge, a JSON error body with a description, and no token in it. It
-// reports whether the answer was readable. A bare one (a 4xx and nothing
-// that says why, as x/net/websocket's Handshake hook writes) fails the test
-// in one error; inside TestConformance it counts instead toward its
-// capability's verdict, refused-unreadably (conformance_test.go).
-func checkRefusal(t *testing.T, what string, status int, h http.Header, body string, wantStatus int, wantChallenge, wantErr, tok string) bool {
-	t.Helper()
-	if bareRefusal(status, h, body) {
-		refusedUnreadably(t, fmt.Sprintf("%s: a bare %d; want %d with a JSON error %q (and WWW-Authenticate %q)", what, status, wantStatus, wantErr, wantChallenge))
-		return false
-	}
-	if status != wantStatus {
-		t.Errorf("%s: status = %d; want %d", what, status, wantStatus)
-	}
-	if got := h.Get("WWW-Authenticate"); got != wantChallenge {
-		t.Errorf("%s: WWW-Authenticate = %q; want %q", what, got, wantChallenge)
-	}
-	if ct := h.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s: Content-Type = %q; want application/json", what, ct)
-	}
-	var b struct {
-		Error       string `json:"error"`
-		Description string `json:"error_description"`
-	}
-	if err := json.Unmarshal([]byte(body), &b); err != nil || b.Error != wantErr || b.Description == "" {
-		t.Errorf("%s: body = %q; want {\"error\":%q, \"error_description\":…}", what, body, wantErr)
-	}
-	if tok != "" && strings.Contains(body, tok) {
-		t.Errorf("%s: body contains the token", what)
-	}
-	return true
-}
-
-// bareRefusal reports whether a refusal says nothing but its 4xx status: no
-// challenge and no JSON error.
-func bareRefusal(status int, h http.Header, body string) bool {
-	var b struct {
-		Error string `json:"error"`
-	}
-	return status >= 400 && status < 500 && h.Get("WWW-Authenticate") == "" &&
-		(json.Unmarshal([]byte(body), &b) != nil || b.Error == "")
-}
-
-func checkWelcomeAndEcho(t *testing.T, c *wsConn, sub string) {
-	t.Helper()
-	m, err := c.ReadJSON(5 * time.Second)
-	if err != nil {
-		t.Fatalf("reading welcome: %v", err)
-	}
-	if m["type"] != "welcome" || m["sub"] != sub || m["exp"] == nil {
-		t.Errorf("welcome = %v; want type welcome, sub %s, exp", m, sub)
-	}
-	if err := c.WriteText("hello"); err != nil {
-		t.Fatal(err)
-	}
-	m, err = c.ReadJSON(5 * time.Second)
-	if err != nil {
-		t.Fatalf("reading echo: %v", err)
-	}
-	if m["type"] != "echo" || m["sub"] != sub || m["data"] != "hello" {
-		t.Errorf("echo = %v; want {type:echo sub:%s data:hello}", m, sub)
-	}
-	c.Close()
+	checkWelcomeAndEcho(t, c, "alice")
 }

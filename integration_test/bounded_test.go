@@ -195,3 +195,5 @@ func TestHTTPServerLimitsFire(t *testing.T) {
 		}
 	})
 }
+
+func mib(n uint64) float64 { return float64(n) / (1 << 20) }

@@ -383,7 +383,10 @@ func servePage(ready <-chan struct{}, tmpl *template.Template, vars func() pageV
 	})
 }
 
-// TestBrowser runs the browser scenarios of issue 5 in headless Chromium.
+// TestBrowser runs the browser scenarios in headless Chromium: sign-in and
+// the cookie, each way of connecting, a hijack attempt from another origin,
+// a planted cookie, expiry and close mode, on the three servers described
+// at the top of the file.
 func TestBrowser(t *testing.T) {
 	bin := findChrome(t)
 	rep := newReports()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"maps"
-	"math"
 	"net/http"
 	"strings"
 	"testing"
@@ -36,27 +35,6 @@ func postURL(t testing.TB, url string, h http.Header, body string) (int, string)
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// expectRefreshed sends msg, a refresh, and checks that the answer is
-// refreshed with the exp of a token expiring at exp, and its expires_in:
-// the whole seconds left until that exp by now, the server's clock.
-func expectRefreshed(t testing.TB, c *wsConn, msg string, exp time.Time, now func() time.Time) {
-	t.Helper()
-	exp = time.Unix(exp.Unix(), 0) // exp goes over the wire in whole seconds
-	left := exp.Sub(now())         // before the server's now: at least what it counts
-	if err := c.WriteText(msg); err != nil {
-		t.Fatalf("sending a refresh: %v", err)
-	}
-	m, err := c.ReadJSON(5 * time.Second)
-	if err != nil {
-		t.Fatalf("reading the answer to a refresh: %v", err)
-	}
-	in, _ := m["expires_in"].(float64)
-	if m["type"] != "refreshed" || m["exp"] != float64(exp.Unix()) || len(m) != 3 ||
-		in > math.Floor(left.Seconds()) || in < math.Floor((left-slack).Seconds()) {
-		t.Fatalf("answer to a refresh = %v; want {type: refreshed, exp: %d, expires_in: %.0f or a little less}", m, exp.Unix(), math.Floor(left.Seconds()))
-	}
 }
 
 // TestRefreshByTicket: {"type":"refresh","ticket":…} moves the connection

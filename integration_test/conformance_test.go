@@ -2,11 +2,9 @@ package integration_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -225,9 +223,6 @@ func bareRefusals(capability string) []string {
 	return b
 }
 
-// bearer is the header that carries tok as a bearer token.
-func bearer(tok string) http.Header { return http.Header{"Authorization": {"Bearer " + tok}} }
-
 // testAPIRefusals: GET /api/me's answers that do not depend on Go.
 func testAPIRefusals(t *testing.T) {
 	t.Parallel()
@@ -385,30 +380,6 @@ func testSubprotocol(t *testing.T) {
 	}
 	checkRefusal(t, "token in the subprotocol without wsauth.v1", resp.StatusCode, resp.Header, body, 400,
 		`Bearer realm="wsauth", error="invalid_request"`, "invalid_request", tok)
-}
-
-// mintTicketFor asks POST /api/ws-ticket for a ticket with token, and
-// returns the status and the ticket.
-func mintTicketFor(e *env, token string) (int, string) {
-	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.URL+"/api/ws-ticket", strings.NewReader("{}"))
-	req.Header = bearer(token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("POST /api/ws-ticket: %v", err)
-	}
-	defer resp.Body.Close()
-	var m struct {
-		Ticket string `json:"ticket"`
-	}
-	json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&m)
-	if m.Ticket != "" {
-		leakMu.Lock()
-		issued = append(issued, m.Ticket) // for the no-secret-in-logs check
-		leakMu.Unlock()
-	}
-	return resp.StatusCode, m.Ticket
 }
 
 func ticketsAbsent(e *env) string {

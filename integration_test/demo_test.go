@@ -14,19 +14,6 @@ import (
 
 var jsonHeader = http.Header{"Content-Type": {"application/json"}}
 
-// tokenCookie returns the Set-Cookie of the token cookie in h.
-func tokenCookie(t *testing.T, h http.Header) *http.Cookie {
-	t.Helper()
-	resp := http.Response{Header: h}
-	for _, c := range resp.Cookies() {
-		if c.Name == "token" {
-			return c
-		}
-	}
-	t.Fatalf("no token cookie in Set-Cookie %q", h.Values("Set-Cookie"))
-	return nil
-}
-
 // TestDemoLogin: in demo mode POST /dev/login issues a token and sets it as
 // an HttpOnly, SameSite=Lax cookie that opens /api/me and /ws.
 func TestDemoLogin(t *testing.T) {

@@ -1,11 +1,10 @@
 package integration_test
 
 import (
-	"crypto/rand"
-	"encoding/base64"
 	"log/slog"
 	"net"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -95,12 +94,6 @@ func newFlakyEnv(t testing.TB, timeout, recheck time.Duration) (*env, *flakySvc,
 	})
 	e.serve(e.srv, false, tr.CloseIdleConnections)
 	return e, f, tr
-}
-
-func randomToken() string {
-	b := make([]byte, 32)
-	rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // handshakeStream dials /ws in a loop until stop is closed, with a freshly
@@ -334,4 +327,60 @@ func TestTokenSystemDownAtStart(t *testing.T) {
 		t.Fatalf("first dial after the token system came up: %v; want 101", resp.Status)
 	}
 	checkWelcomeAndEcho(t, c, "alice")
+}
+
+// TestTokenSystemFailsClosed: when the token system cannot answer, the
+// server answers 503 with Retry-After, within about the introspection
+// timeout, and lets no one in.
+func TestTokenSystemFailsClosed(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name   string
+		faults faketokensvc.Faults
+	}{
+		{"5xx", faketokensvc.Faults{Status: 500}},
+		{"slower than the timeout", faketokensvc.Faults{Latency: 10 * time.Second}},
+		{"garbage reply", faketokensvc.Faults{Garbage: true}},
+		{"hangs up", faketokensvc.Faults{HangUp: true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			const timeout = 300 * time.Millisecond
+			e := newEnv(t, withIntrospectTimeout(timeout))
+			tok := e.issue("alice", time.Hour, "api", "ws")
+			e.svc.SetFaults(tc.faults)
+			h := http.Header{"Authorization": {"Bearer " + tok}}
+
+			start := time.Now()
+			status, hdr, body := e.get("/api/me", h)
+			if d := time.Since(start); d > timeout+2*time.Second {
+				t.Errorf("GET took %v; want about the %v timeout", d, timeout)
+			}
+			if status != 503 || hdr.Get("Retry-After") == "" || !strings.Contains(body, `"temporarily_unavailable"`) {
+				t.Errorf("GET /api/me: %d Retry-After %q %s; want 503 with Retry-After", status, hdr.Get("Retry-After"), body)
+			}
+			c, resp, body := e.dial("/ws", h)
+			if c != nil {
+				t.Fatal("WebSocket upgraded while the token system is down; want 503")
+			}
+			if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
+				t.Errorf("WebSocket: %d %s; want 503 with Retry-After", resp.StatusCode, body)
+			}
+
+			// The first request after recovery is served: 503 was not cached.
+			e.svc.SetFaults(faketokensvc.Faults{})
+			status, _, body = e.get("/api/me", h)
+			checkMe(t, status, body, "alice")
+		})
+	}
+	t.Run("unreachable", func(t *testing.T) {
+		t.Parallel()
+		e := newEnv(t)
+		tok := e.issue("alice", time.Hour, "api", "ws")
+		e.closeTokenService()
+		status, hdr, _ := e.get("/api/me", http.Header{"Authorization": {"Bearer " + tok}})
+		if status != 503 || hdr.Get("Retry-After") == "" {
+			t.Errorf("token system unreachable: %d; want 503 with Retry-After", status)
+		}
+	})
 }

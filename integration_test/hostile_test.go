@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,31 +15,6 @@ import (
 
 	"wsauth/server"
 )
-
-// rawExchange writes raw to addr and reads one HTTP response. Writing runs
-// beside reading, so that a server that answers and hangs up before it has
-// read everything (431) is still heard.
-func rawExchange(t testing.TB, addr, raw string) (*http.Response, string) {
-	t.Helper()
-	nc, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	nc.SetDeadline(time.Now().Add(10 * time.Second))
-	go io.WriteString(nc, raw)
-	var req *http.Request // a GET, to ReadResponse
-	if strings.HasPrefix(raw, "HEAD ") {
-		req = &http.Request{Method: "HEAD"} // its answer has a Content-Length and no body
-	}
-	resp, err := http.ReadResponse(bufio.NewReader(nc), req)
-	if err != nil {
-		t.Fatalf("reading the answer to %.60q…: %v", raw, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp, string(body)
-}
 
 // wellBehaved runs a client that does everything right, GET /api/me and a
 // WebSocket echo, in a loop until the returned stop is called; stop
@@ -225,7 +199,7 @@ func TestBadInput(t *testing.T) {
 // invalid UTF-8, binary data, an oversized, unmasked or reserved frame, or a
 // close code no peer may send, gets the close code RFC 6455 names, while a
 // well-behaved client is served normally (TestBadFrames, in
-// lifecycle_test.go, covers the closing handshake of each case).
+// closing_test.go, covers the closing handshake of each case).
 func TestBadFramesOthersServed(t *testing.T) {
 	e := newEnv(t, withServer(func(c *server.Config) { c.MaxMessageBytes = 1024 }))
 	tok := e.issue("alice", time.Hour, "ws")
@@ -241,7 +215,7 @@ func TestBadFramesOthersServed(t *testing.T) {
 			c.WriteFrame(0x1, false, []byte("ok \xe2\x82"))
 			return c.WriteFrame(0x0, true, []byte("x"))
 		}, server.CloseInvalidPayload, ""},
-		// Binary frames: this server speaks JSON text (README), so binary
+		// Binary frames: this server speaks JSON text (docs/REFERENCE.md), so binary
 		// data is data it cannot accept, RFC 6455 §7.4.1's 1003.
 		{"binary message", func(c *wsConn) error { return c.WriteFrame(0x2, true, []byte{0, 1, 2}) }, server.CloseUnsupportedData, ""},
 		{"message over MaxMessageBytes", func(c *wsConn) error { return c.WriteText(strings.Repeat("a", 2048)) }, server.CloseMessageTooBig, ""},

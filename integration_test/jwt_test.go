@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/asn1"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -52,7 +53,9 @@ func TestJWTAuthMatrix(t *testing.T) {
 	}
 }
 
-// TestHostileJWTs sends each forged or misused JWT of issue 12's list as a
+// TestHostileJWTs sends each forged or misused JWT an attacker would try
+// (no signature, the public key as an HMAC secret, a key URL of their own,
+// a token for another issuer or audience, an ID or refresh token) as a
 // bearer token to GET /api/me and GET /ws: each is refused with 401 and
 // WWW-Authenticate error="invalid_token", never introspected, and for its
 // own reason, which the log line names (the cause, never the token).
@@ -608,4 +611,40 @@ func TestProviderShapedJWTs(t *testing.T) {
 			}
 		})
 	}
+}
+
+// b64 is base64url without padding, as JWS uses.
+var b64 = base64.RawURLEncoding
+
+// jwtParts splits a compact JWS.
+func jwtParts(tok string) (header, payload, sig string) {
+	parts := strings.SplitN(tok, ".", 3)
+	return parts[0], parts[1], parts[2]
+}
+
+// bearer401 checks that GET /api/me and a /ws handshake with tok as a
+// bearer token are refused with 401 invalid_token, and returns the causes
+// the server logged for the two.
+func bearer401(t *testing.T, e *env, tok string) []string {
+	t.Helper()
+	n := e.log.count()
+	status, h, body := e.get("/api/me", bearer(tok))
+	checkRefusal(t, "GET /api/me", status, h, body, 401, challengeInvalid, "invalid_token", tok)
+	c, resp, body := e.dial("/ws", bearer(tok))
+	if c != nil {
+		c.Close()
+		t.Fatal("GET /ws: upgraded; want 401")
+	}
+	checkRefusal(t, "GET /ws", resp.StatusCode, resp.Header, body, 401, challengeInvalid, "invalid_token", tok)
+	var causes []string
+	waitFor(t, 5*time.Second, "the log lines of both requests", func() bool {
+		causes = causes[:0]
+		for _, line := range e.log.since(n) {
+			if _, cause, ok := strings.Cut(line, "cause="); ok && strings.Contains(line, "status=401") {
+				causes = append(causes, strings.TrimSpace(cause))
+			}
+		}
+		return len(causes) == 2
+	})
+	return causes
 }

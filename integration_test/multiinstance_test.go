@@ -2,50 +2,18 @@ package integration_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"testing"
 	"time"
 
 	"wsauth/server"
-	"wsauth/tokens"
 )
 
-// Issue 8: nothing in the design needs state shared between instances
-// beyond the token system. These tests run two servers in one process, each
+// Several instances: nothing in the design needs state shared between
+// instances beyond the token system. These tests run two servers in one process, each
 // with its own cache and registry, in front of one fake token service, as
 // two instances behind a load balancer are.
-
-// peer starts a second server in front of e's token service, with its own
-// validation cache, registry and log, torn down when the test ends.
-func (e *env) peer(opts ...envOption) *env {
-	e.t.Helper()
-	var cfg envConfig
-	for _, o := range opts {
-		o(&cfg)
-	}
-	p := &env{t: e.t, svc: e.svc, svcURL: e.svcURL, log: &testLog{t: e.t}}
-	in := &tokens.Introspector{URL: e.svcURL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret"}
-	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
-	cfg.server.Logger = slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", "B")
-	p.srv = server.New(cfg.server)
-	p.ts = httptest.NewServer(p.srv)
-	p.URL = p.ts.URL
-	p.client = p.ts.Client()
-	p.client.Timeout = 10 * time.Second
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.srv.Shutdown(ctx)
-		p.ts.Close()
-		p.log.mu.Lock()
-		p.log.done = true
-		p.log.mu.Unlock()
-	})
-	return p
-}
 
 // dialWelcome opens a WebSocket with a bearer token and reads the welcome.
 func (e *env) dialWelcome(t *testing.T, name, token string) *wsConn {
@@ -59,18 +27,6 @@ func (e *env) dialWelcome(t *testing.T, name, token string) *wsConn {
 		t.Fatalf("%s: first message = %v, %v; want the welcome", name, m, err)
 	}
 	return c
-}
-
-// echoes checks that c is open and served: a message comes back as an echo.
-func echoes(t *testing.T, name string, c *wsConn) {
-	t.Helper()
-	if err := c.WriteText("still there?"); err != nil {
-		t.Fatalf("%s: write: %v", name, err)
-	}
-	m, err := c.ReadJSON(5 * time.Second)
-	if err != nil || m["type"] != "echo" || m["data"] != "still there?" {
-		t.Fatalf("%s: reply = %v, %v; want the echo", name, m, err)
-	}
 }
 
 // TestInstancesShareOnlyTheTokenSystem: a token issued once works on both

@@ -30,133 +30,27 @@ import (
 	"wsauth/server"
 )
 
-// TestNginx is issue 8's black-box test: a real nginx, configured with the
+// TestNginx is the deployment's black-box test: a real nginx, configured with the
 // block docs/DEPLOY.md shows, terminates TLS in front of two cmd/wsauth
 // processes that share one cmd/fake-tokensvc, and every case below goes
 // through it. Without nginx it skips, unless WSAUTH_REQUIRE_NGINX=1 (as in
 // .ci/run), where a skip would hide that the deployment is untested.
 func TestNginx(t *testing.T) {
 	t.Parallel()
-	nginx := findNginx(t)
-	doc, err := os.ReadFile(filepath.Join("..", "docs", "DEPLOY.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := buildCommands(t, "wsauth", "fake-tokensvc")
-	dir := t.TempDir()
-	const secret = "proxy-test-secret"
-	// DEPLOY.md: every instance gets the same ticket key, from the
-	// environment rather than the command line, where ps would show it.
-	ticketKey := "WSAUTH_TICKET_KEY=" + strings.Repeat("5a", 32)
-
-	svc := startProc(t, "tokensvc", filepath.Join(bin, "fake-tokensvc"),
-		[]string{"-addr", "127.0.0.1:0"}, "TOKENSVC_CLIENT_SECRET="+secret)
-	svcURL := svc.waitURL(t, "fake token service listening")
-	ts := &tokenAdmin{url: svcURL}
-
-	// Each instance runs with DEPLOY.md's flags; only its address and the
-	// token system's URL change, and -recheck shrinks so that a revocation
-	// shows within the test.
-	args := deployFlags(t, doc, map[string]string{
-		"-addr":           "127.0.0.1:0",
-		"-introspect-url": svcURL + "/introspect",
-	})
-	args = append(args, "-recheck", "200ms")
-	a := startProc(t, "A", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret, ticketKey)
-	b := startProc(t, "B", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret, ticketKey)
-	addrA := strings.TrimPrefix(a.waitURL(t, "wsauth listening"), "http://")
-	addrB := strings.TrimPrefix(b.waitURL(t, "wsauth listening"), "http://")
-
-	px := startNginx(t, nginx, dir, doc, addrA, addrB)
-	base := "https://" + px.addr
-	// Clients dial from 127.0.0.2 and up, addresses that are not nginx's:
-	// the instances must see them, not nginx's 127.0.0.1.
-	clientFrom := func(last byte) *http.Client {
-		c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
-			TLSClientConfig: &tls.Config{RootCAs: px.roots},
-			DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, last)}}).DialContext,
-		}}
-		t.Cleanup(c.CloseIdleConnections)
-		return c
-	}
-	client := clientFrom(2)
-	dialer := wsDialer{TLS: &tls.Config{RootCAs: px.roots}, Local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
-	sameOrigin := base
-
-	getFrom := func(t *testing.T, client *http.Client, path string, h http.Header) (int, http.Header, string) {
-		t.Helper()
-		req, _ := http.NewRequest("GET", base+path, nil)
-		copyHeader(req.Header, h)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("GET %s through nginx: %v", path, err)
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return resp.StatusCode, resp.Header, string(body)
-	}
-	get := func(t *testing.T, path string, h http.Header) (int, http.Header, string) {
-		t.Helper()
-		return getFrom(t, client, path, h)
-	}
-	post := func(t *testing.T, path string, h http.Header, body string) (int, http.Header, string) {
-		t.Helper()
-		req, _ := http.NewRequest("POST", base+path, strings.NewReader(body))
-		copyHeader(req.Header, h)
-		resp, err := client.Do(req)
-		if err != nil {
-			t.Fatalf("POST %s through nginx: %v", path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-		return resp.StatusCode, resp.Header, string(b)
-	}
-	var tickets []string // for the access log check
-	// dial opens a WebSocket through nginx; on 101 it reads the welcome and
-	// returns the instance nginx chose.
-	dial := func(t *testing.T, path string, h http.Header) (*wsConn, string, *http.Response, string) {
-		t.Helper()
-		c, resp, body, err := dialer.Dial(base+path, h)
-		path, _, _ = strings.Cut(path, "?") // for messages: the query may hold a credential
-		if err != nil {
-			t.Fatalf("dial %s through nginx: %v", path, err)
-		}
-		if c == nil {
-			return nil, "", resp, body
-		}
-		t.Cleanup(func() { c.nc.Close() })
-		m, err := c.ReadJSON(5 * time.Second)
-		if err != nil || m["type"] != "welcome" {
-			t.Fatalf("dial %s through nginx: first message = %v, %v; want the welcome", path, m, err)
-		}
-		return c, upstreamOf(t, resp.Header), resp, body
-	}
-	// open is dial for a WebSocket that must open.
-	open := func(t *testing.T, what string, h http.Header) (*wsConn, string) {
-		t.Helper()
-		c, up, resp, body := dial(t, "/ws", h)
-		if c == nil {
-			t.Fatalf("%s: dial /ws through nginx: %d %q %s; want 101",
-				what, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
-		}
-		return c, up
-	}
-	bearer := func(tok string) http.Header {
-		return http.Header{"Authorization": {"Bearer " + tok}, "Origin": {sameOrigin}}
-	}
+	d := newDeployment(t)
 
 	t.Run("WebSocket: welcome and echo over wss, on either instance", func(t *testing.T) {
-		tok := ts.issue(t, "alice", time.Hour, "api ws")
-		c, up := open(t, "alice", bearer(tok))
-		if up != addrA && up != addrB {
-			t.Errorf("X-Upstream = %q; want %s or %s", up, addrA, addrB)
+		tok := d.ts.issue(t, "alice", time.Hour, "api ws")
+		c, up := d.open(t, "alice", d.bearer(tok))
+		if up != d.addrA && up != d.addrB {
+			t.Errorf("X-Upstream = %q; want %s or %s", up, d.addrA, d.addrB)
 		}
 		echoes(t, "alice through nginx", c)
 		c.Close()
 	})
 
 	t.Run("HTTP answers pass through", func(t *testing.T) {
-		tok := ts.issue(t, "alice", time.Hour, "api ws")
+		tok := d.ts.issue(t, "alice", time.Hour, "api ws")
 		tests := []struct {
 			name      string
 			h         http.Header
@@ -170,20 +64,20 @@ func TestNginx(t *testing.T) {
 			{"cookie", http.Header{"Cookie": {"token=" + tok}}, 200, "", `"sub":"alice"`},
 		}
 		for _, tt := range tests {
-			status, hdr, body := get(t, "/api/me", tt.h)
+			status, hdr, body := d.get(t, "/api/me", tt.h)
 			if status != tt.status || hdr.Get("WWW-Authenticate") != tt.challenge || !strings.Contains(body, tt.body) {
 				t.Errorf("GET /api/me through nginx, %s: %d %q %s; want %d %q containing %s",
 					tt.name, status, hdr.Get("WWW-Authenticate"), body, tt.status, tt.challenge, tt.body)
 			}
 		}
-		if status, _, body := get(t, "/healthz", nil); status != 200 || !strings.Contains(body, `"ok"`) {
+		if status, _, body := d.get(t, "/healthz", nil); status != 200 || !strings.Contains(body, `"ok"`) {
 			t.Errorf("GET /healthz through nginx: %d %s; want 200 ok", status, body)
 		}
 	})
 
 	t.Run("WebSocket refusals pass through", func(t *testing.T) {
-		good := ts.issue(t, "alice", time.Hour, "api ws")
-		apiOnly := ts.issue(t, "bob", time.Hour, "api")
+		good := d.ts.issue(t, "alice", time.Hour, "api ws")
+		apiOnly := d.ts.issue(t, "bob", time.Hour, "api")
 		tests := []struct {
 			name      string
 			path      string
@@ -191,16 +85,16 @@ func TestNginx(t *testing.T) {
 			status    int
 			challenge string
 		}{
-			{"bad token", "/ws", bearer(strings.Repeat("x", 43)), 401, challengeInvalid},
-			{"no ws scope", "/ws", bearer(apiOnly), 403, challengeScope("ws")},
+			{"bad token", "/ws", d.bearer(strings.Repeat("x", 43)), 401, challengeInvalid},
+			{"no ws scope", "/ws", d.bearer(apiOnly), 403, challengeScope("ws")},
 			{"cross-origin page", "/ws", http.Header{"Cookie": {"token=" + good}, "Origin": {"https://evil.example"}}, 403, ""},
 			{"same host, other port", "/ws", http.Header{"Cookie": {"token=" + good}, "Origin": {"https://127.0.0.1:1"}}, 403, ""},
 			// -allow-query-token=false: a token in the URL is refused.
-			{"query token", "/ws?token=" + url.QueryEscape(good), http.Header{"Origin": {sameOrigin}}, 400,
+			{"query token", "/ws?token=" + url.QueryEscape(good), http.Header{"Origin": {d.sameOrigin}}, 400,
 				`Bearer realm="wsauth", error="invalid_request"`},
 		}
 		for _, tt := range tests {
-			c, _, resp, body := dial(t, tt.path, tt.h)
+			c, _, resp, body := d.dial(t, tt.path, tt.h)
 			if c != nil {
 				t.Errorf("dial /ws through nginx, %s: 101; want %d", tt.name, tt.status)
 				c.Close()
@@ -212,8 +106,8 @@ func TestNginx(t *testing.T) {
 			}
 		}
 		// The pages wsauth serves itself, and -allowed-origins, may connect.
-		for _, origin := range []string{sameOrigin, "https://app.example.com"} {
-			c, _, resp, body := dial(t, "/ws", http.Header{"Cookie": {"token=" + good}, "Origin": {origin}})
+		for _, origin := range []string{d.sameOrigin, "https://app.example.com"} {
+			c, _, resp, body := d.dial(t, "/ws", http.Header{"Cookie": {"token=" + good}, "Origin": {origin}})
 			if c == nil {
 				t.Errorf("dial /ws through nginx with Origin %s: %d %s; want 101", origin, resp.StatusCode, body)
 				continue
@@ -223,20 +117,20 @@ func TestNginx(t *testing.T) {
 	})
 
 	t.Run("a ticket minted on one instance opens a WebSocket on the other", func(t *testing.T) {
-		tok := ts.issue(t, "ticket-user", time.Hour, "api ws")
+		tok := d.ts.issue(t, "ticket-user", time.Hour, "api ws")
 		crossed := false
 		for i := 0; i < 6 && !crossed; i++ {
-			h := bearer(tok)
+			h := d.bearer(tok)
 			h.Set("Content-Type", "application/json")
-			status, hdr, body := post(t, "/api/ws-ticket", h, "{}")
+			status, hdr, body := d.post(t, "/api/ws-ticket", h, "{}")
 			var m struct{ Ticket string }
 			if err := json.Unmarshal([]byte(body), &m); status != 200 || err != nil || m.Ticket == "" {
 				t.Fatalf("POST /api/ws-ticket through nginx: %d %s; want 200 and a ticket", status, body)
 			}
 			rememberSecret(m.Ticket)
-			tickets = append(tickets, m.Ticket)
+			d.tickets = append(d.tickets, m.Ticket)
 			minted := upstreamOf(t, hdr)
-			c, up, resp, body := dial(t, "/ws?ticket="+url.QueryEscape(m.Ticket), http.Header{"Origin": {sameOrigin}})
+			c, up, resp, body := d.dial(t, "/ws?ticket="+url.QueryEscape(m.Ticket), http.Header{"Origin": {d.sameOrigin}})
 			if c == nil {
 				t.Fatalf("ticket minted by %s: %d %s; want 101", minted, resp.StatusCode, body)
 			}
@@ -252,18 +146,18 @@ func TestNginx(t *testing.T) {
 	})
 
 	t.Run("client address is the real client, whatever it claims", func(t *testing.T) {
-		tok := ts.issue(t, "ip-check", time.Hour, "api ws")
-		h := bearer(tok)
+		tok := d.ts.issue(t, "ip-check", time.Hour, "api ws")
+		h := d.bearer(tok)
 		h.Set("X-Forwarded-For", "203.0.113.9")
-		if status, _, body := get(t, "/api/me", h); status != 200 {
+		if status, _, body := d.get(t, "/api/me", h); status != 200 {
 			t.Fatalf("GET /api/me through nginx: %d %s; want 200", status, body)
 		}
-		c, _ := open(t, "ip-check", h)
+		c, _ := d.open(t, "ip-check", h)
 		c.Close()
 		for _, path := range []string{"/api/me", "/ws"} {
 			var line string
 			waitFor(t, 5*time.Second, "the request log line of "+path, func() bool {
-				line = a.out.find("path="+path+" ", "sub=ip-check") + b.out.find("path="+path+" ", "sub=ip-check")
+				line = d.a.out.find("path="+path+" ", "sub=ip-check") + d.b.out.find("path="+path+" ", "sub=ip-check")
 				return line != ""
 			})
 			if !strings.Contains(line+" ", " client=127.0.0.2 ") {
@@ -276,14 +170,14 @@ func TestNginx(t *testing.T) {
 		// 127.0.0.4 fails until both instances refuse it. Without
 		// -trusted-proxies every client would share nginx's bucket and
 		// 127.0.0.5 would be refused too.
-		drained, fresh := clientFrom(4), clientFrom(5)
-		bad := func(i int) http.Header { return bearer(fmt.Sprintf("bad-token-%033d", i)) }
+		drained, fresh := d.clientFrom(t, 4), d.clientFrom(t, 5)
+		bad := func(i int) http.Header { return d.bearer(fmt.Sprintf("bad-token-%033d", i)) }
 		throttled := map[string]bool{}
-		for i := 0; !throttled[addrA] || !throttled[addrB]; i++ {
+		for i := 0; !throttled[d.addrA] || !throttled[d.addrB]; i++ {
 			if i == 200 {
 				t.Fatalf("200 bad tokens from one client through nginx; want both instances to answer 429 (got it from %v)", throttled)
 			}
-			switch status, hdr, body := getFrom(t, drained, "/api/me", bad(i)); status {
+			switch status, hdr, body := d.getFrom(t, drained, "/api/me", bad(i)); status {
 			case 401:
 			case 429:
 				throttled[upstreamOf(t, hdr)] = true
@@ -293,29 +187,29 @@ func TestNginx(t *testing.T) {
 		}
 		spoofed := bad(-1)
 		spoofed.Set("X-Forwarded-For", "198.51.100.7")
-		if status, _, body := getFrom(t, drained, "/api/me", spoofed); status != 429 {
+		if status, _, body := d.getFrom(t, drained, "/api/me", spoofed); status != 429 {
 			t.Errorf("throttled client claiming another address in X-Forwarded-For: %d %s; want 429", status, body)
 		}
-		if status, _, body := getFrom(t, fresh, "/api/me", bad(-2)); status != 401 {
+		if status, _, body := d.getFrom(t, fresh, "/api/me", bad(-2)); status != 401 {
 			t.Errorf("another client behind the same nginx: %d %s; want 401, its own bucket is full", status, body)
 		}
 	})
 
 	t.Run("expiry closes with 3000 through nginx", func(t *testing.T) {
-		tok := ts.issue(t, "brief", 2*time.Second, "ws")
-		c, _ := open(t, "a 2s token", bearer(tok))
+		tok := d.ts.issue(t, "brief", 2*time.Second, "ws")
+		c, _ := d.open(t, "a 2s token", d.bearer(tok))
 		c.ExpectClose(t, 10*time.Second, 3000, "token expired")
 	})
 
 	t.Run("revocation closes with 3000 through nginx", func(t *testing.T) {
-		tok := ts.issue(t, "mallory", time.Hour, "ws")
-		c, _ := open(t, "mallory", bearer(tok))
+		tok := d.ts.issue(t, "mallory", time.Hour, "ws")
+		c, _ := d.open(t, "mallory", d.bearer(tok))
 		echoes(t, "mallory before revocation", c)
-		ts.revoke(t, tok)
+		d.ts.revoke(t, tok)
 		c.ExpectClose(t, 5*time.Second, 3000, "token revoked")
 	})
 
-	// Last: it stops instance A.
+	// After the others: it stops instance A.
 	t.Run("stopping one instance: 1001 to its clients, the other serves on", func(t *testing.T) {
 		type client struct {
 			tok string
@@ -324,70 +218,211 @@ func TestNginx(t *testing.T) {
 		}
 		var clients []client
 		on := map[string]int{}
-		for i := 0; on[addrA] == 0 || on[addrB] == 0; i++ {
+		for i := 0; on[d.addrA] == 0 || on[d.addrB] == 0; i++ {
 			if i == 8 {
-				t.Fatalf("8 WebSockets through nginx landed %v; want some on each of %s and %s", on, addrA, addrB)
+				t.Fatalf("8 WebSockets through nginx landed %v; want some on each of %s and %s", on, d.addrA, d.addrB)
 			}
-			tok := ts.issue(t, fmt.Sprintf("client-%d", i), time.Hour, "api ws")
-			c, up := open(t, fmt.Sprintf("client %d", i), bearer(tok))
+			tok := d.ts.issue(t, fmt.Sprintf("client-%d", i), time.Hour, "api ws")
+			c, up := d.open(t, fmt.Sprintf("client %d", i), d.bearer(tok))
 			clients = append(clients, client{tok, c, up})
 			on[up]++
 		}
 
-		a.signal(t, syscall.SIGTERM)
+		d.a.signal(t, syscall.SIGTERM)
 		for _, cl := range clients {
-			if cl.up == addrA {
+			if cl.up == d.addrA {
 				cl.c.ExpectClose(t, 10*time.Second, 1001, "shutting down")
 			}
 		}
-		a.wait(t, 15*time.Second)
-		if !strings.Contains(a.out.String(), "closed WebSocket connections") {
-			t.Errorf("instance A's log lacks its shutdown line:\n%s", a.out.String())
+		d.a.wait(t, 15*time.Second)
+		if !strings.Contains(d.a.out.String(), "closed WebSocket connections") {
+			t.Errorf("instance A's log lacks its shutdown line:\n%s", d.a.out.String())
 		}
 		for _, cl := range clients {
-			if cl.up == addrB {
+			if cl.up == d.addrB {
 				echoes(t, "a client of B after A stopped", cl.c)
 			}
 		}
 		for _, cl := range clients {
-			if cl.up != addrA {
+			if cl.up != d.addrA {
 				continue
 			}
-			c, up := open(t, "reconnect after A stopped", bearer(cl.tok))
-			if up != addrB {
-				t.Errorf("reconnect after A stopped landed on %q; want B (%s)", up, addrB)
+			c, up := d.open(t, "reconnect after A stopped", d.bearer(cl.tok))
+			if up != d.addrB {
+				t.Errorf("reconnect after A stopped landed on %q; want B (%s)", up, d.addrB)
 			}
 			echoes(t, "a client of A reconnected", c)
 			c.Close()
 		}
 		for _, cl := range clients {
-			if cl.up == addrB {
+			if cl.up == d.addrB {
 				cl.c.Close()
 			}
 		}
 	})
 
-	// nginx writes a WebSocket's access log line when it closes: stop it,
-	// then read the log.
-	px.proc.signal(t, syscall.SIGQUIT)
-	px.proc.wait(t, 15*time.Second)
-	accessLog, err := os.ReadFile(filepath.Join(dir, "access.log"))
+	t.Run("nginx's access log holds neither token nor ticket", func(t *testing.T) {
+		// nginx writes a WebSocket's access log line when it closes: stop
+		// it, then read the log.
+		d.px.proc.signal(t, syscall.SIGQUIT)
+		d.px.proc.wait(t, 15*time.Second)
+		accessLog, err := os.ReadFile(filepath.Join(d.dir, "access.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Contains(accessLog, []byte("GET /ws HTTP/1.1\" 101")) || !bytes.Contains(accessLog, []byte("GET /api/me HTTP/1.1\" 401")) {
+			t.Errorf("nginx's access log lacks the WebSocket and HTTP requests:\n%s", accessLog)
+		}
+		for _, tok := range d.ts.tokens() {
+			if bytes.Contains(accessLog, []byte(tok)) {
+				t.Errorf("nginx's access log, with DEPLOY.md's log_format, contains a token")
+			}
+		}
+		for _, ticket := range d.tickets {
+			if bytes.Contains(accessLog, []byte(ticket)) || bytes.Contains(accessLog, []byte(url.QueryEscape(ticket))) {
+				t.Errorf("nginx's access log, with DEPLOY.md's log_format, contains a ticket")
+			}
+		}
+	})
+}
+
+// deployment is DEPLOY.md's deployment, run for TestNginx: nginx in front
+// of instances A and B of cmd/wsauth, which share a cmd/fake-tokensvc.
+type deployment struct {
+	a, b         *proc
+	addrA, addrB string // the instances' host:port, as X-Upstream names them
+	px           *nginxProc
+	dir          string // nginx's files, its access log among them
+	base         string // https://nginx's address
+	sameOrigin   string // the Origin of the pages the deployment serves
+	ts           *tokenAdmin
+	client       *http.Client // from 127.0.0.2
+	dialer       wsDialer     // from 127.0.0.2
+	tickets      []string     // every ticket minted, for the access log check
+}
+
+// newDeployment builds the commands and starts the fake, the two instances
+// with DEPLOY.md's flags, and nginx with DEPLOY.md's configuration.
+func newDeployment(t *testing.T) *deployment {
+	nginx := findNginx(t)
+	doc, err := os.ReadFile(filepath.Join("..", "docs", "DEPLOY.md"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !bytes.Contains(accessLog, []byte("GET /ws HTTP/1.1\" 101")) || !bytes.Contains(accessLog, []byte("GET /api/me HTTP/1.1\" 401")) {
-		t.Errorf("nginx's access log lacks the WebSocket and HTTP requests:\n%s", accessLog)
+	bin := buildCommands(t, "wsauth", "fake-tokensvc")
+	d := &deployment{dir: t.TempDir()}
+	const secret = "proxy-test-secret"
+	// DEPLOY.md: every instance gets the same ticket key, from the
+	// environment rather than the command line, where ps would show it.
+	ticketKey := "WSAUTH_TICKET_KEY=" + strings.Repeat("5a", 32)
+
+	svc := startProc(t, "tokensvc", filepath.Join(bin, "fake-tokensvc"),
+		[]string{"-addr", "127.0.0.1:0"}, "TOKENSVC_CLIENT_SECRET="+secret)
+	svcURL := svc.waitURL(t, "fake token service listening")
+	d.ts = &tokenAdmin{url: svcURL}
+
+	// Each instance runs with DEPLOY.md's flags; only its address and the
+	// token system's URL change, and -recheck shrinks so that a revocation
+	// shows within the test.
+	args := deployFlags(t, doc, map[string]string{
+		"-addr":           "127.0.0.1:0",
+		"-introspect-url": svcURL + "/introspect",
+	})
+	args = append(args, "-recheck", "200ms")
+	d.a = startProc(t, "A", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret, ticketKey)
+	d.b = startProc(t, "B", filepath.Join(bin, "wsauth"), args, "WSAUTH_CLIENT_SECRET="+secret, ticketKey)
+	d.addrA = strings.TrimPrefix(d.a.waitURL(t, "wsauth listening"), "http://")
+	d.addrB = strings.TrimPrefix(d.b.waitURL(t, "wsauth listening"), "http://")
+
+	d.px = startNginx(t, nginx, d.dir, doc, d.addrA, d.addrB)
+	d.base = "https://" + d.px.addr
+	d.sameOrigin = d.base
+	d.client = d.clientFrom(t, 2)
+	d.dialer = wsDialer{TLS: &tls.Config{RootCAs: d.px.roots}, Local: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}}
+	return d
+}
+
+// clientFrom is an HTTP client through nginx that dials from 127.0.0.last.
+// Clients dial from 127.0.0.2 and up, addresses that are not nginx's: the
+// instances must see them, not nginx's 127.0.0.1.
+func (d *deployment) clientFrom(t *testing.T, last byte) *http.Client {
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: d.px.roots},
+		DialContext:     (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, last)}}).DialContext,
+	}}
+	t.Cleanup(c.CloseIdleConnections)
+	return c
+}
+
+// getFrom sends GET path with h through nginx by client.
+func (d *deployment) getFrom(t *testing.T, client *http.Client, path string, h http.Header) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("GET", d.base+path, nil)
+	copyHeader(req.Header, h)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s through nginx: %v", path, err)
 	}
-	for _, tok := range ts.tokens() {
-		if bytes.Contains(accessLog, []byte(tok)) {
-			t.Errorf("nginx's access log, with DEPLOY.md's log_format, contains a token")
-		}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// get sends GET path with h through nginx from 127.0.0.2.
+func (d *deployment) get(t *testing.T, path string, h http.Header) (int, http.Header, string) {
+	t.Helper()
+	return d.getFrom(t, d.client, path, h)
+}
+
+// post sends POST path with h and body through nginx from 127.0.0.2.
+func (d *deployment) post(t *testing.T, path string, h http.Header, body string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", d.base+path, strings.NewReader(body))
+	copyHeader(req.Header, h)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s through nginx: %v", path, err)
 	}
-	for _, ticket := range tickets {
-		if bytes.Contains(accessLog, []byte(ticket)) || bytes.Contains(accessLog, []byte(url.QueryEscape(ticket))) {
-			t.Errorf("nginx's access log, with DEPLOY.md's log_format, contains a ticket")
-		}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// dial opens a WebSocket through nginx; on 101 it reads the welcome and
+// returns the instance nginx chose.
+func (d *deployment) dial(t *testing.T, path string, h http.Header) (*wsConn, string, *http.Response, string) {
+	t.Helper()
+	c, resp, body, err := d.dialer.Dial(d.base+path, h)
+	path, _, _ = strings.Cut(path, "?") // for messages: the query may hold a credential
+	if err != nil {
+		t.Fatalf("dial %s through nginx: %v", path, err)
 	}
+	if c == nil {
+		return nil, "", resp, body
+	}
+	t.Cleanup(func() { c.nc.Close() })
+	m, err := c.ReadJSON(5 * time.Second)
+	if err != nil || m["type"] != "welcome" {
+		t.Fatalf("dial %s through nginx: first message = %v, %v; want the welcome", path, m, err)
+	}
+	return c, upstreamOf(t, resp.Header), resp, body
+}
+
+// open is dial for a WebSocket that must open.
+func (d *deployment) open(t *testing.T, what string, h http.Header) (*wsConn, string) {
+	t.Helper()
+	c, up, resp, body := d.dial(t, "/ws", h)
+	if c == nil {
+		t.Fatalf("%s: dial /ws through nginx: %d %q %s; want 101",
+			what, resp.StatusCode, resp.Header.Get("WWW-Authenticate"), body)
+	}
+	return c, up
+}
+
+// bearer is tok as a bearer header, from a page of the deployment's own
+// origin.
+func (d *deployment) bearer(tok string) http.Header {
+	return http.Header{"Authorization": {"Bearer " + tok}, "Origin": {d.sameOrigin}}
 }
 
 // findNginx returns the nginx binary, or skips the test when there is

@@ -93,213 +93,271 @@ func (l *tokenLogCheck) Write(p []byte) (int, error) {
 
 // TestSoak (opt-in: -soak=5m) keeps soakConns WebSockets open for the
 // given time while tokens are issued, revoked and expire and the token
-// system flaps through outages, slowness, errors and hang-ups. It checks
-// that no unknown, expired or revoked token is ever accepted (beyond the
-// documented cache TTL for a revoked one), that every revoked or expired
-// token's sockets close with 3000 and the right reason, that nothing leaks,
-// and that the heap returns near its start. It prints a summary.
+// system flaps through outages, slowness, errors and hang-ups. Its subtests
+// run in order, each a phase of the one soak: the churn itself, then what
+// must hold after it: every revoked or expired token's sockets closed with
+// 3000 and the right reason, no unknown, expired or revoked token accepted
+// (beyond the documented cache TTL for a revoked one), nothing leaked and
+// the heap back near its start, no token in the logs. It prints a summary.
 func TestSoak(t *testing.T) {
 	if *soakFor == 0 {
 		t.Skip("soak is opt-in: go test ./integration_test -run Soak -soak=5m")
 	}
+	s := newSoak(t)
+	// A phase that could not finish (t.Fatal) leaves nothing for the next
+	// ones to judge: the soak stops there, as one function would.
+	phase := func(name string, f func(t *testing.T)) bool {
+		done := false
+		t.Run(name, func(t *testing.T) { f(t); done = true })
+		return done
+	}
+	if !phase("churn while the token system flaps", s.churn) ||
+		!phase("revoked and expired tokens' sockets close with 3000", s.closes) {
+		return
+	}
+	phase("no unknown, expired or revoked token accepted", s.noFalseAccepts)
+	if !phase("nothing leaks", s.released) {
+		return
+	}
+	phase("no token in the logs", s.noTokensLogged)
+	s.summary(t)
+}
+
+// soak is the state of one TestSoak run: the server and fake under test,
+// and what happened to every connection and token.
+type soak struct {
+	f      *flakySvc
+	tr     *http.Transport
+	logs   *tokenLogCheck
+	srv    *server.Server
+	ts     *httptest.Server
+	dialer wsDialer
+
+	m0, m1     runtime.MemStats // the heap at the start and the end
+	g0, g1     int              // goroutines at the start and the end
+	start, end time.Time
+
+	mu        sync.Mutex
+	conns     []*soakConn
+	live      map[*soakConn]bool
+	byToken   map[*soakToken][]*soakConn
+	revoked   []*soakToken // revoked after use, for the late probes
+	statuses  map[int]int
+	probes    map[string]int
+	falseAcc  []string
+	peak      int
+	nTokens   int
+	faultLog  map[string]int
+	subjectNo atomic.Int64
+
+	// What the closes phase found.
+	closedRevoked, closedExpired, revokedReasonExpired, wrongClose, stillOpen, lateExpiry int
+	worstExpiry                                                                           time.Duration
+}
+
+// newSoak starts the fake token service and the server, and takes the
+// heap and goroutine counts the end is compared with.
+func newSoak(t *testing.T) *soak {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err == nil && lim.Cur < lim.Max {
 		lim.Cur = lim.Max
 		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
 	}
 
-	f := newFlakySvc(t)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.MaxIdleConnsPerHost = 64
-	in := &tokens.Introspector{URL: "http://" + f.addr + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
-		HTTPClient: &http.Client{Transport: tr}, Timeout: soakTimeout}
-	logs := &tokenLogCheck{tokens: make(map[string]bool)}
-	srv := server.New(server.Config{
+	s := &soak{
+		live: map[*soakConn]bool{}, byToken: map[*soakToken][]*soakConn{},
+		statuses: map[int]int{}, probes: map[string]int{}, faultLog: map[string]int{},
+	}
+	s.f = newFlakySvc(t)
+	s.tr = http.DefaultTransport.(*http.Transport).Clone()
+	s.tr.MaxIdleConnsPerHost = 64
+	in := &tokens.Introspector{URL: "http://" + s.f.addr + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
+		HTTPClient: &http.Client{Transport: s.tr}, Timeout: soakTimeout}
+	s.logs = &tokenLogCheck{tokens: make(map[string]bool)}
+	s.srv = server.New(server.Config{
 		Validator:    tokens.NewCache(in, tokens.CacheConfig{TTL: soakCacheTTL, MaxEntries: 20_000}),
-		Logger:       slog.New(slog.NewTextHandler(logs, nil)),
+		Logger:       slog.New(slog.NewTextHandler(s.logs, nil)),
 		Recheck:      soakRecheck,
 		FailureBurst: -1, // every client is 127.0.0.1; the probes would throttle the rest
 	})
-	ts := httptest.NewServer(srv)
-	var dialer wsDialer
+	s.ts = httptest.NewServer(s.srv)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		srv.Shutdown(ctx)
-		ts.Close()
-		tr.CloseIdleConnections()
+		s.srv.Shutdown(ctx)
+		s.ts.Close()
+		s.tr.CloseIdleConnections()
 	})
 
 	runtime.GC()
 	runtime.GC()
-	var m0 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	g0 := runtime.NumGoroutine()
-	start := time.Now()
-	end := start.Add(*soakFor)
+	runtime.ReadMemStats(&s.m0)
+	s.g0 = runtime.NumGoroutine()
+	s.start = time.Now()
+	s.end = s.start.Add(*soakFor)
+	return s
+}
 
-	var (
-		mu        sync.Mutex
-		conns     []*soakConn
-		live      = map[*soakConn]bool{}
-		byToken   = map[*soakToken][]*soakConn{}
-		revoked   []*soakToken // revoked after use, for the late probes
-		statuses  = map[int]int{}
-		probes    = map[string]int{}
-		falseAcc  []string
-		peak      int
-		nTokens   int
-		faultLog  = map[string]int{}
-		subjectNo atomic.Int64
-	)
-	issue := func(ttl time.Duration) *soakToken {
-		sub := fmt.Sprintf("u%d", subjectNo.Add(1)%500)
-		v, exp := f.svc.Issue(sub, []string{"ws"}, ttl)
-		logs.add(v)
-		mu.Lock()
-		nTokens++
-		mu.Unlock()
-		return &soakToken{value: v, sub: sub, exp: exp}
-	}
-	// open dials one connection with tok; it returns false on a refusal.
-	open := func(tok *soakToken) bool {
-		c, resp, _, err := dialer.Dial(ts.URL+"/ws", bearer(tok.value))
-		mu.Lock()
-		defer mu.Unlock()
-		if err != nil {
-			statuses[-1]++
-			return false
-		}
-		statuses[resp.StatusCode]++
-		if c == nil {
-			return false
-		}
-		sc := &soakConn{tok: tok, c: c, closed: make(chan struct{})}
-		conns = append(conns, sc)
-		live[sc] = true
-		byToken[tok] = append(byToken[tok], sc)
-		peak = max(peak, len(live))
-		go func() {
-			defer close(sc.closed)
-			for {
-				_, err := c.Read(time.Until(end) + time.Minute)
-				var ce *wsCloseError
-				if errors.As(err, &ce) {
-					sc.code, sc.reason = ce.Code, ce.Reason
-				}
-				if err != nil {
-					sc.closedAt, sc.readErr = time.Now(), err
-					c.nc.Close()
-					mu.Lock()
-					delete(live, sc)
-					sc.c = nil // its buffers are not the server's heap
-					mu.Unlock()
-					return
-				}
-			}
-		}()
-		return true
-	}
-	// newConn opens a connection with a new token: most live long, some
-	// expire during the soak, a tenth share a live connection's token.
-	newConn := func(rng *rand.Rand) {
-		var tok *soakToken
-		if rng.IntN(10) == 0 {
-			mu.Lock()
-			for sc := range live {
-				if sc.tok.revokedAt.IsZero() && time.Until(sc.tok.exp) > 10*time.Second {
-					tok = sc.tok
-				}
-				break
-			}
-			mu.Unlock()
-		}
-		if tok == nil {
-			ttl := time.Hour
-			if rng.IntN(4) == 0 {
-				ttl = time.Duration(3+rng.IntN(30)) * time.Second
-			}
-			tok = issue(ttl)
-		}
-		open(tok)
-	}
-	// probe dials with a token that must be refused and records a 101.
-	probe := func(kind, tok string) {
-		c, resp, _, err := dialer.Dial(ts.URL+"/ws", bearer(tok))
-		mu.Lock()
-		defer mu.Unlock()
-		probes[kind]++
-		if err == nil && (c != nil || resp.StatusCode == 200) {
-			falseAcc = append(falseAcc, kind)
-		}
-		if c != nil {
-			c.nc.Close()
-		}
-	}
+// issue mints a token of a subject among 500, valid for ttl.
+func (s *soak) issue(ttl time.Duration) *soakToken {
+	sub := fmt.Sprintf("u%d", s.subjectNo.Add(1)%500)
+	v, exp := s.f.svc.Issue(sub, []string{"ws"}, ttl)
+	s.logs.add(v)
+	s.mu.Lock()
+	s.nTokens++
+	s.mu.Unlock()
+	return &soakToken{value: v, sub: sub, exp: exp}
+}
 
-	// The token system flaps: healthy most of each cycle, then each fault.
+// open dials one connection with tok; it returns false on a refusal.
+func (s *soak) open(tok *soakToken) bool {
+	c, resp, _, err := s.dialer.Dial(s.ts.URL+"/ws", bearer(tok.value))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.statuses[-1]++
+		return false
+	}
+	s.statuses[resp.StatusCode]++
+	if c == nil {
+		return false
+	}
+	sc := &soakConn{tok: tok, c: c, closed: make(chan struct{})}
+	s.conns = append(s.conns, sc)
+	s.live[sc] = true
+	s.byToken[tok] = append(s.byToken[tok], sc)
+	s.peak = max(s.peak, len(s.live))
+	go func() {
+		defer close(sc.closed)
+		for {
+			_, err := c.Read(time.Until(s.end) + time.Minute)
+			var ce *wsCloseError
+			if errors.As(err, &ce) {
+				sc.code, sc.reason = ce.Code, ce.Reason
+			}
+			if err != nil {
+				sc.closedAt, sc.readErr = time.Now(), err
+				c.nc.Close()
+				s.mu.Lock()
+				delete(s.live, sc)
+				sc.c = nil // its buffers are not the server's heap
+				s.mu.Unlock()
+				return
+			}
+		}
+	}()
+	return true
+}
+
+// newConn opens a connection with a new token: most live long, some
+// expire during the soak, a tenth share a live connection's token.
+func (s *soak) newConn(rng *rand.Rand) {
+	var tok *soakToken
+	if rng.IntN(10) == 0 {
+		s.mu.Lock()
+		for sc := range s.live {
+			if sc.tok.revokedAt.IsZero() && time.Until(sc.tok.exp) > 10*time.Second {
+				tok = sc.tok
+			}
+			break
+		}
+		s.mu.Unlock()
+	}
+	if tok == nil {
+		ttl := time.Hour
+		if rng.IntN(4) == 0 {
+			ttl = time.Duration(3+rng.IntN(30)) * time.Second
+		}
+		tok = s.issue(ttl)
+	}
+	s.open(tok)
+}
+
+// probe dials with a token that must be refused and records a 101.
+func (s *soak) probe(kind, tok string) {
+	c, resp, _, err := s.dialer.Dial(s.ts.URL+"/ws", bearer(tok))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.probes[kind]++
+	if err == nil && (c != nil || resp.StatusCode == 200) {
+		s.falseAcc = append(s.falseAcc, kind)
+	}
+	if c != nil {
+		c.nc.Close()
+	}
+}
+
+// flap makes the token system flap until stop is closed: healthy most of
+// each cycle, then each fault in turn.
+func (s *soak) flap(stop <-chan struct{}) {
+	f := s.f
+	faults := []struct {
+		name    string
+		on, off func()
+	}{
+		{"down", f.down, f.up},
+		{"503", func() { f.svc.SetFaults(faketokensvc.Faults{Status: 503}) }, nil},
+		{"slow", func() { f.svc.SetFaults(faketokensvc.Faults{Latency: 2 * soakTimeout}) }, nil},
+		{"garbage", func() { f.svc.SetFaults(faketokensvc.Faults{Garbage: true}) }, nil},
+		{"hang-up", func() { f.svc.SetFaults(faketokensvc.Faults{HangUp: true}) }, nil},
+	}
+	tick := time.NewTicker(soakFaultCycle)
+	defer tick.Stop()
+	for i := 0; ; i++ {
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+		fl := faults[i%len(faults)]
+		fl.on()
+		s.mu.Lock()
+		s.faultLog[fl.name]++
+		s.mu.Unlock()
+		select {
+		case <-stop:
+		case <-time.After(2 * time.Second):
+		}
+		if fl.off != nil {
+			fl.off()
+		} else {
+			f.svc.SetFaults(faketokensvc.Faults{})
+		}
+	}
+}
+
+// churn fills the pool in parallel, then until the end revokes tokens,
+// keeps the pool full and probes with tokens that must be refused, while
+// the token system flaps.
+func (s *soak) churn(t *testing.T) {
 	stopFlap := make(chan struct{})
 	flapDone := make(chan struct{})
 	go func() {
 		defer close(flapDone)
-		faults := []struct {
-			name    string
-			on, off func()
-		}{
-			{"down", f.down, f.up},
-			{"503", func() { f.svc.SetFaults(faketokensvc.Faults{Status: 503}) }, nil},
-			{"slow", func() { f.svc.SetFaults(faketokensvc.Faults{Latency: 2 * soakTimeout}) }, nil},
-			{"garbage", func() { f.svc.SetFaults(faketokensvc.Faults{Garbage: true}) }, nil},
-			{"hang-up", func() { f.svc.SetFaults(faketokensvc.Faults{HangUp: true}) }, nil},
-		}
-		tick := time.NewTicker(soakFaultCycle)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-stopFlap:
-				return
-			case <-tick.C:
-			}
-			fl := faults[i%len(faults)]
-			fl.on()
-			mu.Lock()
-			faultLog[fl.name]++
-			mu.Unlock()
-			select {
-			case <-stopFlap:
-			case <-time.After(2 * time.Second):
-			}
-			if fl.off != nil {
-				fl.off()
-			} else {
-				f.svc.SetFaults(faketokensvc.Faults{})
-			}
-		}
+		s.flap(stopFlap)
 	}()
 
-	// Fill up, in parallel.
 	var wg sync.WaitGroup
 	for w := range 16 {
 		wg.Go(func() {
 			rng := rand.New(rand.NewPCG(uint64(w), 1))
 			for range soakConns / 16 {
-				newConn(rng)
+				s.newConn(rng)
 			}
 		})
 	}
 	wg.Wait()
 
-	// Churn until the end: revoke, keep the pool full, probe.
 	rng := rand.New(rand.NewPCG(42, 42))
 	tick := time.NewTicker(20 * time.Millisecond)
 	for now := range tick.C {
-		if now.After(end) {
+		if now.After(s.end) {
 			break
 		}
-		mu.Lock()
-		n := len(live)
+		s.mu.Lock()
+		n := len(s.live)
 		var victim *soakToken
-		for sc := range live {
+		for sc := range s.live {
 			if sc.tok.revokedAt.IsZero() && rng.IntN(3) == 0 {
 				victim = sc.tok
 				break
@@ -307,43 +365,46 @@ func TestSoak(t *testing.T) {
 		}
 		if victim != nil {
 			victim.revokedAt = time.Now()
-			revoked = append(revoked, victim)
+			s.revoked = append(s.revoked, victim)
 		}
 		var late *soakToken
-		if len(revoked) > 0 {
-			if r := revoked[rng.IntN(len(revoked))]; time.Since(r.revokedAt) > soakCacheTTL+time.Second {
+		if len(s.revoked) > 0 {
+			if r := s.revoked[rng.IntN(len(s.revoked))]; time.Since(r.revokedAt) > soakCacheTTL+time.Second {
 				late = r
 			}
 		}
-		mu.Unlock()
+		s.mu.Unlock()
 		if victim != nil {
-			f.svc.Revoke(victim.value)
+			s.f.svc.Revoke(victim.value)
 		}
 		for range min(soakConns-n, 20) {
-			newConn(rng)
+			s.newConn(rng)
 		}
-		probe("unknown", randomToken())
-		expired := issue(-time.Second)
-		probe("expired", expired.value)
-		pre := issue(time.Hour)
-		f.svc.Revoke(pre.value)
-		probe("revoked before use", pre.value)
+		s.probe("unknown", randomToken())
+		expired := s.issue(-time.Second)
+		s.probe("expired", expired.value)
+		pre := s.issue(time.Hour)
+		s.f.svc.Revoke(pre.value)
+		s.probe("revoked before use", pre.value)
 		if late != nil {
-			probe("revoked past the cache TTL", late.value)
+			s.probe("revoked past the cache TTL", late.value)
 		}
 	}
 	tick.Stop()
 	close(stopFlap)
 	<-flapDone
-	f.svc.SetFaults(faketokensvc.Faults{})
+	s.f.svc.SetFaults(faketokensvc.Faults{})
+}
 
-	// Healthy again: every revoked token's sockets close at the next
-	// rechecks, every expired token's have closed at their expiry.
+// closes waits, with the token system healthy again, for every revoked
+// token's sockets to close at the next rechecks and every expired token's
+// at its expiry, then judges every connection's close.
+func (s *soak) closes(t *testing.T) {
 	settle := time.Now().Add(5 * soakRecheck)
 	waitFor(t, 30*time.Second, "revoked and expired tokens' sockets to close", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
-		for sc := range live {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for sc := range s.live {
 			if !sc.tok.revokedAt.IsZero() || time.Now().After(sc.tok.exp) {
 				return false
 			}
@@ -351,17 +412,14 @@ func TestSoak(t *testing.T) {
 		return time.Now().After(settle)
 	})
 
-	// Judge every connection.
-	mu.Lock()
-	snapshot := conns
-	mu.Unlock()
-	var closedRevoked, closedExpired, revokedReasonExpired, wrongClose, stillOpen, lateExpiry int
-	var worstExpiry time.Duration
+	s.mu.Lock()
+	snapshot := s.conns
+	s.mu.Unlock()
 	for _, sc := range snapshot {
 		select {
 		case <-sc.closed:
 		default:
-			stillOpen++
+			s.stillOpen++
 			continue
 		}
 		tok := sc.tok
@@ -370,35 +428,57 @@ func TestSoak(t *testing.T) {
 		expired := !tok.exp.Truncate(time.Second).After(sc.closedAt)
 		switch {
 		case sc.code == server.CloseUnauthorized && sc.reason == "token revoked" && !tok.revokedAt.IsZero():
-			closedRevoked++
+			s.closedRevoked++
 		case sc.code == server.CloseUnauthorized && sc.reason == "token revoked" && expired:
 			// A recheck answered between the second "exp" names and the
 			// expiry timer firing: the token system calls an expired token
 			// inactive, as it does a revoked one (RFC 7662 §2.2).
-			revokedReasonExpired++
+			s.revokedReasonExpired++
 		case sc.code == server.CloseUnauthorized && sc.reason == "token expired" && expired:
-			closedExpired++
+			s.closedExpired++
 			d := sc.closedAt.Sub(tok.exp)
-			worstExpiry = max(worstExpiry, d)
+			s.worstExpiry = max(s.worstExpiry, d)
 			if d > 2*time.Second {
-				lateExpiry++
+				s.lateExpiry++
 			}
 		default:
-			wrongClose++
-			if wrongClose <= 5 {
+			s.wrongClose++
+			if s.wrongClose <= 5 {
 				t.Errorf("connection of %s (exp %v, revoked %v) closed with %d %q (%v); want 3000 revoked or expired",
 					tok.sub, tok.exp.Format(time.TimeOnly), !tok.revokedAt.IsZero(), sc.code, sc.reason, sc.readErr)
 			}
 		}
 	}
+	if s.wrongClose > 0 {
+		t.Errorf("%d connections closed with the wrong code or reason; want 0", s.wrongClose)
+	}
+	if s.lateExpiry > 0 {
+		t.Errorf("%d connections closed more than 2s after their token expired; want 0", s.lateExpiry)
+	}
+}
 
-	// Close the rest and count what is left.
-	mu.Lock()
-	rest := make([]*wsConn, 0, len(live))
-	for sc := range live {
+// noFalseAccepts: no probe with an unknown, expired or revoked token got
+// a WebSocket or a 200.
+func (s *soak) noFalseAccepts(t *testing.T) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.falseAcc) > 0 {
+		t.Errorf("false accepts: %d (%v); want 0", len(s.falseAcc), s.falseAcc[:min(len(s.falseAcc), 10)])
+	}
+}
+
+// released closes the connections still open, waits for the server, the
+// token-system connections and the goroutines to return to their start,
+// and bounds the heap's growth.
+func (s *soak) released(t *testing.T) {
+	s.mu.Lock()
+	snapshot := s.conns
+	rest := make([]*wsConn, 0, len(s.live))
+	for sc := range s.live {
 		rest = append(rest, sc.c)
 	}
-	mu.Unlock()
+	s.mu.Unlock()
+	var wg sync.WaitGroup
 	for _, c := range rest {
 		wg.Go(c.Close)
 	}
@@ -406,30 +486,53 @@ func TestSoak(t *testing.T) {
 	for _, sc := range snapshot {
 		<-sc.closed
 	}
-	waitFor(t, 10*time.Second, "the server to release every WebSocket", func() bool { return srv.OpenConns() == 0 })
+	waitFor(t, 10*time.Second, "the server to release every WebSocket", func() bool { return s.srv.OpenConns() == 0 })
 	waitFor(t, 10*time.Second, "connections to the token system to close", func() bool {
 		// Validations detached from their request may still return
 		// connections to the pool.
-		tr.CloseIdleConnections()
-		return f.open.Load() == 0
+		s.tr.CloseIdleConnections()
+		return s.f.open.Load() == 0
 	})
-	var g1 int
 	waitFor(t, 10*time.Second, "goroutines to return to their start", func() bool {
-		g1 = runtime.NumGoroutine()
-		return g1 <= g0+5
+		s.g1 = runtime.NumGoroutine()
+		return s.g1 <= s.g0+5
 	})
 
 	// What the soak itself keeps (conns, tokens, the fake's grants) is
 	// still reachable here; the heap bound allows for it.
 	runtime.GC()
 	runtime.GC() // sync.Pools keep a victim generation through one GC
-	var m1 runtime.MemStats
-	runtime.ReadMemStats(&m1)
-	mu.Lock()
-	defer mu.Unlock()
-	logs.mu.Lock()
-	defer logs.mu.Unlock()
-	heapGrowth := int64(m1.HeapAlloc) - int64(m0.HeapAlloc)
+	runtime.ReadMemStats(&s.m1)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.conns) < soakConns {
+		t.Errorf("opened %d connections; want at least %d", len(s.conns), soakConns)
+	}
+	// Everything the soak holds on to: its records (a few hundred bytes a
+	// connection and token), the fake's grants (~200 bytes a token) and the
+	// cache (MaxEntries × ~250 bytes): allow 1 KiB a token plus 8 MiB.
+	if bound := int64(s.nTokens)<<10 + 8<<20; s.heapGrowth() > bound {
+		t.Errorf("heap grew by %.1f MiB; want at most %.1f MiB", float64(s.heapGrowth())/(1<<20), float64(bound)/(1<<20))
+	}
+}
+
+func (s *soak) heapGrowth() int64 { return int64(s.m1.HeapAlloc) - int64(s.m0.HeapAlloc) }
+
+// noTokensLogged: no log line of the server held a token the soak issued.
+func (s *soak) noTokensLogged(t *testing.T) {
+	s.logs.mu.Lock()
+	defer s.logs.mu.Unlock()
+	if s.logs.leaks > 0 {
+		t.Errorf("%d log lines hold a token; want 0", s.logs.leaks)
+	}
+}
+
+// summary logs what the soak did and saw.
+func (s *soak) summary(t *testing.T) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.logs.mu.Lock()
+	defer s.logs.mu.Unlock()
 	t.Logf(`soak summary (%v):
   connections opened %d, peak open %d, still open at the end %d (closed by the test)
   tokens issued %d, revoked after use %d, introspections %d
@@ -441,31 +544,7 @@ func TestSoak(t *testing.T) {
   goroutines %d at start, %d at end
   heap %.1f MiB at start, %.1f MiB at end (growth %.1f MiB; the fake keeps every grant), sys %.1f MiB
   log lines %d, tokens in logs %d`,
-		*soakFor, len(conns), peak, stillOpen, nTokens, len(revoked), f.svc.Introspections(),
-		statuses, probes, len(falseAcc), closedRevoked, closedExpired, worstExpiry, revokedReasonExpired, wrongClose, faultLog,
-		g0, g1, mib(m0.HeapAlloc), mib(m1.HeapAlloc), float64(heapGrowth)/(1<<20), mib(m1.Sys), logs.lines, logs.leaks)
-
-	if len(falseAcc) > 0 {
-		t.Errorf("false accepts: %d (%v); want 0", len(falseAcc), falseAcc[:min(len(falseAcc), 10)])
-	}
-	if wrongClose > 0 {
-		t.Errorf("%d connections closed with the wrong code or reason; want 0", wrongClose)
-	}
-	if lateExpiry > 0 {
-		t.Errorf("%d connections closed more than 2s after their token expired; want 0", lateExpiry)
-	}
-	if logs.leaks > 0 {
-		t.Errorf("%d log lines hold a token; want 0", logs.leaks)
-	}
-	if len(conns) < soakConns {
-		t.Errorf("opened %d connections; want at least %d", len(conns), soakConns)
-	}
-	// Everything the soak holds on to: its records (a few hundred bytes a
-	// connection and token), the fake's grants (~200 bytes a token) and the
-	// cache (MaxEntries × ~250 bytes): allow 1 KiB a token plus 8 MiB.
-	if bound := int64(nTokens)<<10 + 8<<20; heapGrowth > bound {
-		t.Errorf("heap grew by %.1f MiB; want at most %.1f MiB", float64(heapGrowth)/(1<<20), float64(bound)/(1<<20))
-	}
+		*soakFor, len(s.conns), s.peak, s.stillOpen, s.nTokens, len(s.revoked), s.f.svc.Introspections(),
+		s.statuses, s.probes, len(s.falseAcc), s.closedRevoked, s.closedExpired, s.worstExpiry, s.revokedReasonExpired, s.wrongClose, s.faultLog,
+		s.g0, s.g1, mib(s.m0.HeapAlloc), mib(s.m1.HeapAlloc), float64(s.heapGrowth())/(1<<20), mib(s.m1.Sys), s.logs.lines, s.logs.leaks)
 }
-
-func mib(n uint64) float64 { return float64(n) / (1 << 20) }

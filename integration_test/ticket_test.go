@@ -1,12 +1,8 @@
 package integration_test
 
 import (
-	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -14,119 +10,7 @@ import (
 	"time"
 
 	"wsauth/server"
-	"wsauth/tokens"
 )
-
-// demoIssuer is the server's demo-mode issuer, as cmd/wsauth wires it: the
-// fake token service, recording what it issues for the no-token-in-logs
-// check.
-type demoIssuer struct{ svc tokenService } // the in-process fake: demo mode needs withServer
-
-func (d *demoIssuer) Issue(sub string, scopes []string, ttl time.Duration) (string, time.Time) {
-	tok, exp := d.svc.Issue(sub, scopes, ttl)
-	rememberSecret(tok)
-	return tok, exp
-}
-
-// rememberSecret adds a token or ticket to those no log may contain.
-func rememberSecret(s string) {
-	leakMu.Lock()
-	issued = append(issued, s)
-	leakMu.Unlock()
-}
-
-// newDemoEnv is newEnv in demo mode: POST /dev/login exists.
-func newDemoEnv(t testing.TB, opts ...envOption) *env {
-	t.Helper()
-	di := &demoIssuer{}
-	e := newEnv(t, append(opts, withServer(func(c *server.Config) { c.DemoIssuer = di }))...)
-	di.svc = e.svc
-	return e
-}
-
-// post sends POST path with headers h and body, and returns status,
-// headers and body.
-func (e *env) post(path string, h http.Header, body string) (int, http.Header, string) {
-	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.URL+path, strings.NewReader(body))
-	for k, vs := range h {
-		req.Header[k] = vs
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("POST %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatalf("POST %s: reading body: %v", path, err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
-}
-
-// mintTicket asks for a ticket with token as a bearer and returns it.
-func (e *env) mintTicket(t testing.TB, token string) string {
-	t.Helper()
-	status, _, body := e.post("/api/ws-ticket", http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}, "{}")
-	if status != 200 {
-		t.Fatalf("POST /api/ws-ticket: status = %d (%s); want 200", status, body)
-	}
-	var m struct {
-		Ticket string `json:"ticket"`
-	}
-	json.Unmarshal([]byte(body), &m)
-	rememberSecret(m.Ticket)
-	return m.Ticket
-}
-
-func errorCode(body string) string {
-	var b struct {
-		Error string `json:"error"`
-	}
-	json.Unmarshal([]byte(body), &b)
-	return b.Error
-}
-
-// sibling starts a second server instance in front of e's token service,
-// configured by edit, and returns its URL.
-func (e *env) sibling(t testing.TB, edit func(*server.Config)) string {
-	t.Helper()
-	tr := &http.Transport{}
-	in := &tokens.Introspector{URL: e.svcURL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
-		HTTPClient: &http.Client{Transport: tr}}
-	cfg := server.Config{Validator: tokens.NewCache(in, tokens.CacheConfig{}), Logger: slog.New(slog.NewTextHandler(e.log, nil))}
-	edit(&cfg)
-	srv := server.New(cfg)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		ts.Close()
-		tr.CloseIdleConnections()
-	})
-	return ts.URL
-}
-
-// testClock is a clock that tests move.
-type testClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newTestClock() *testClock { return &testClock{t: time.Now()} }
-
-func (c *testClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *testClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestTicketMint: POST /api/ws-ticket answers only a scripted request
 // carrying a ws-scoped token by header or cookie: a cross-site form, a

@@ -17,9 +17,12 @@ import (
 // issues a token from the embedded fake token service; otherwise the page
 // says that sign-in belongs to the external token system.
 
-// issuer issues tokens: the embedded fake token service in demo mode.
-// faketokensvc.Service provides it; the server does not import it.
-type issuer interface {
+// Issuer issues tokens for the demo's sign-in (Config.DemoIssuer).
+// *faketokensvc.Service has this method; the interface is declared here so
+// that package server does not depend on the fake.
+type Issuer interface {
+	// Issue returns a new token for sub carrying scopes, valid for ttl,
+	// and its expiry.
 	Issue(sub string, scopes []string, ttl time.Duration) (token string, exp time.Time)
 }
 

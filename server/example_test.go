@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -68,18 +69,54 @@ func Example_refusedHandshake() {
 		cfg, _ := websocket.NewConfig(strings.Replace(ts.URL, "http", "ws", 1)+"/ws", ts.URL)
 		cfg.Header = http.Header{"Authorization": {"Bearer " + token}}
 		ws, err := websocket.DialConfig(cfg)
-		if err == nil {
-			ws.Close()
-			continue
-		}
-		if de := (*websocket.DialError)(nil); errors.As(err, &de) && de.Err == websocket.ErrBadStatus {
+		var de *websocket.DialError
+		if errors.As(err, &de) && de.Err == websocket.ErrBadStatus {
+			// x/net says only "bad status": ask again through net/http,
+			// which shows the status and the WWW-Authenticate challenge.
 			status, challenge := handshakeStatus(ts.URL+"/ws", cfg.Header)
 			fmt.Println(status, challenge)
+		} else if err == nil {
+			ws.Close()
 		}
 	}
 	// Output:
 	// 401 Bearer realm="wsauth", error="invalid_token"
 	// 403 Bearer realm="wsauth", error="insufficient_scope", scope="ws"
+}
+
+// Example_ownValidator plugs in a token system that package tokens does not
+// speak: any tokens.Validator will do, here the application's own store of
+// sessions. Its errors wrap tokens.ErrInvalid (401) or tokens.ErrUnavailable
+// (503), and the cache in front spares it a call per request.
+func Example_ownValidator() {
+	sessions := map[string]tokens.Principal{
+		"session-1": {Subject: "alice", Scopes: []string{"api", "ws"}, Expiry: time.Now().Add(time.Hour)},
+	}
+	lookup := tokens.ValidatorFunc(func(ctx context.Context, token string) (tokens.Principal, error) {
+		p, ok := sessions[token]
+		if !ok {
+			return tokens.Principal{}, fmt.Errorf("unknown session: %w", tokens.ErrInvalid)
+		}
+		return p, nil
+	})
+	srv := server.New(server.Config{Validator: tokens.NewCache(lookup, tokens.CacheConfig{})})
+	ts := httptest.NewServer(srv)
+	defer ts.Close()
+
+	for _, token := range []string{"session-1", "session-2"} {
+		req, _ := http.NewRequest(http.MethodGet, ts.URL+"/api/me", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			fmt.Println(err)
+			return
+		}
+		resp.Body.Close()
+		fmt.Println(token, resp.Status)
+	}
+	// Output:
+	// session-1 200 OK
+	// session-2 401 Unauthorized
 }
 
 // handshakeStatus sends a WebSocket handshake to url through net/http and

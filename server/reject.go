@@ -21,7 +21,8 @@ import (
 // small response; and a client that ignores close codes may read the 101 as
 // success. Everything else stays HTTP in both modes: a foreign Origin is
 // refused with 403 before the upgrade (a hijacking page must learn
-// nothing), a malformed request with 400, and 503 with Retry-After.
+// nothing), a malformed request with 400, and 429 and 503 with
+// Retry-After.
 
 // requireWS is require for /ws: in close mode it hands the refusals that
 // answer by a close frame (answer.refusesByClose) to next, as the request's

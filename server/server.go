@@ -1,7 +1,8 @@
 // Package server authorizes every HTTP request and every WebSocket
-// connection with an opaque bearer token (RFC 6750) that an external token
-// system validates, and keeps each WebSocket authorized for as long as it is
-// open: it closes the connection when the token expires or is revoked.
+// connection with a bearer token (RFC 6750) issued by an external token
+// system and validated by a tokens.Validator (Config.Validator), and keeps
+// each WebSocket authorized for as long as it is open: it closes the
+// connection when the token expires or is revoked.
 //
 // Authorization runs before the WebSocket upgrade (RFC 6455 §4.2.2 lets a
 // server answer any HTTP status there), so a client gets a real 401, 403 or
@@ -21,14 +22,10 @@ import (
 	"wsauth/tokens"
 )
 
-// validator is what the server needs of the token system. tokens.Cache
-// and tokens.Introspector provide it.
-type validator interface {
-	Validate(ctx context.Context, token string) (tokens.Principal, error)
-}
-
-// refresher is a validator that can bypass its cache; rechecks of open
-// connections use it when the validator has it (tokens.Cache does).
+// refresher is a Config.Validator that can bypass its cache: rechecks of
+// open connections call Refresh when the validator has it (tokens.Cache
+// does), so that a revocation is seen at the next recheck whatever the
+// cache remembers.
 type refresher interface {
 	Refresh(ctx context.Context, token string) (tokens.Principal, error)
 }
@@ -59,12 +56,18 @@ const (
 //
 // A zero field means its default (the Default constants above). A negative
 // value means "off" on the fields that say so (FailureBurst,
-// MaxConnsPerSubject); on every other number it is a mistake, and New
-// panics rather than quietly run with the default: a bound or an interval
-// that has no "off" must not get one by accident.
+// MaxConnsPerSubject, TicketsPerSubject); on every other number it is a
+// mistake, and New panics rather than quietly run with the default: a bound
+// or an interval that has no "off" must not get one by accident.
 type Config struct {
-	// Validator answers whether a token is valid. Required.
-	Validator validator
+	// Validator answers whether a token is valid. Required. Anything from
+	// package tokens fits (a tokens.Cache in front of a tokens.Kinds,
+	// tokens.Introspector or tokens.JWTVerifier), and so does a validator
+	// of your own for another kind of token system: tokens.Validator says
+	// what it must return. When it also has a method
+	// Refresh(ctx, token) (tokens.Principal, error), as tokens.Cache does,
+	// rechecks of open connections call Refresh instead, to bypass a cache.
+	Validator tokens.Validator
 	// Logger receives one line per request and the server's warnings; nil
 	// discards them. No token ever reaches it.
 	Logger *slog.Logger
@@ -177,8 +180,9 @@ type Config struct {
 	WSReject string
 	// DemoIssuer, when set, turns on demo mode: POST /dev/login issues a
 	// token from it and sets the cookie. Set it only to an embedded fake
-	// token service: anyone who can reach the server can sign in as anyone.
-	DemoIssuer issuer
+	// token service (a *faketokensvc.Service): anyone who can reach the
+	// server can sign in as anyone.
+	DemoIssuer Issuer
 	// DemoTTL is the lifetime of a token from /dev/login when the request
 	// names none. Zero means DefaultDemoTTL (1h); it has no "off".
 	DemoTTL time.Duration
@@ -313,7 +317,11 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// ServeHTTP serves the routes in routes.go.
+// ServeHTTP serves the API: GET /healthz, GET /api/me, GET /ws, GET
+// /api/ws-check, POST /api/ws-ticket, the demo page (GET /) and its
+// /static/ files (the browser client wsauth.js among them) and, in demo
+// mode, POST /dev/login and POST /dev/logout. routes.go lists them with
+// the checks each one runs.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.handler.ServeHTTP(w, r)
 }

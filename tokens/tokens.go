@@ -3,7 +3,9 @@
 // (RFC 9068) by verifying them locally against the issuer's JWK set
 // (RFC 7517, with the practices of RFC 8725), found by discovery (OpenID
 // Connect Discovery, RFC 8414) if need be; Kinds picks one per token. A
-// bounded, single-flight cache sits in front of either.
+// bounded, single-flight cache sits in front of either. Each of them is a
+// Validator, the interface to implement for a token system this package
+// does not speak.
 //
 // Every answer falls into one of three cases, which callers tell apart with
 // errors.Is: a valid token (nil error and a Principal), an invalid one
@@ -39,7 +41,7 @@ const MaxTokenLen = 4096
 type Principal struct {
 	Subject  string    // "sub": whom the token was issued to
 	Scopes   []string  // "scope", split on spaces
-	Expiry   time.Time // "exp"; zero when the token system gave none
+	Expiry   time.Time // "exp"; this package's validators refuse a token without one
 	ClientID string    // "client_id": the client the token was issued to, if given
 }
 
@@ -48,8 +50,20 @@ func (p Principal) HasScope(scope string) bool {
 	return slices.Contains(p.Scopes, scope)
 }
 
-// Validator validates a token. Implementations return an error wrapping
-// ErrInvalid or ErrUnavailable when they do not return a Principal.
+// Validator validates a token: the one method a resource server needs of a
+// token system. Introspector, JWTVerifier, Kinds and Cache implement it,
+// and server.Config.Validator takes it.
+//
+// It is also the extension point for a token system this package does not
+// speak (a provider's own API, a session store, a test double): implement
+// Validate, wrap it in a Cache if its answers cost a call, and hand it to
+// the server. The contract is the package's: a valid token returns its
+// Principal and a nil error; otherwise the error wraps ErrInvalid (the
+// client must get a new token: 401) or ErrUnavailable (the token system
+// could not answer: 503, and never a valid token). Set the Principal's
+// Expiry: the server closes a WebSocket when it passes, and a zero Expiry
+// leaves the socket to rechecks alone, which is why this package's
+// validators refuse a token without one.
 type Validator interface {
 	Validate(ctx context.Context, token string) (Principal, error)
 }

@@ -49,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if getenv("WSAUTH_CLIENT_SECRET") == "" {
 		return errors.New("set WSAUTH_CLIENT_SECRET, the secret of client wsauth at the token system (the fake's: dev-secret)")
 	}
-	// full server: cmd/wsauth/main.go, run: puts a tokens.Cache in front, so a busy token is not introspected per request.
+	// full server: cmd/wsauth/tokensystem.go, tokenSystem: puts a tokens.Cache in front, so a busy token is not introspected per request.
 	v := &tokens.Introspector{URL: *introspect, ClientID: "wsauth", ClientSecret: getenv("WSAUTH_CLIENT_SECRET")}
 	ln, err := net.Listen("tcp", *addr)
 	if err != nil {

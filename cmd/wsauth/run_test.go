@@ -54,8 +54,12 @@ func startRun(t *testing.T, args []string, getenv func(string) string) (string, 
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, getenv, out, out) }()
+	returned := false // run returned before its listening line: nothing to wait for
 	t.Cleanup(func() {
 		cancel()
+		if returned {
+			return
+		}
 		select {
 		case err := <-done:
 			if err != nil {
@@ -72,6 +76,7 @@ func startRun(t *testing.T, args []string, getenv func(string) string) (string, 
 		}
 		select {
 		case err := <-done:
+			returned = true
 			t.Fatalf("run returned early: %v\n%s", err, out)
 		case <-time.After(20 * time.Millisecond):
 		}

@@ -26,6 +26,10 @@ func fakeIssuer(t *testing.T, edit ...func(*faketokensvc.Options)) (*faketokensv
 		f(&opts)
 	}
 	svc := faketokensvc.New(opts)
+	// The fake makes its signing keys on first use, two of them RSA, which
+	// under -race and parallel tests can outlast the 2 s that wsauth gives
+	// its startup fetch of the JWK set: make them now, before any timer runs.
+	svc.KeyID(faketokensvc.Algorithms[0])
 	ts.Config.Handler = svc.Handler()
 	ts.Start()
 	t.Cleanup(ts.Close)
