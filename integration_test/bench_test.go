@@ -514,44 +514,50 @@ func BenchmarkStalledFrameMemory(b *testing.B) {
 }
 
 // BenchmarkUnreadEchoMemory measures the server's memory per connection
-// whose client sends 64 KiB messages of '<', which the echo escapes to six
-// bytes each, and never reads the answers: the server holds the message and
-// the echo it cannot write until WriteTimeout (made a minute here, so that
-// the figure is taken while every write waits). docs/DEPLOY.md quotes it.
+// whose client sends 64 KiB messages and never reads the answers: the
+// server holds the message and what it cannot write of the echo until
+// WriteTimeout (made a minute here, so that the figure is taken while every
+// write waits). The messages are of '<', which HTML escaping would make six
+// bytes each, and of 0x01, which JSON escapes to six bytes (\u0001), the
+// largest echo a message can have. docs/DEPLOY.md quotes it.
 func BenchmarkUnreadEchoMemory(b *testing.B) {
-	const n = 50
-	msg := bytes.Repeat([]byte{'<'}, 64<<10-1)
-	frame := append([]byte{0x81, 0x80 | 126, byte(len(msg) >> 8), byte(len(msg)), 0, 0, 0, 0}, msg...)
-	bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject, c.WriteTimeout = -1, time.Minute })
-	for range b.N {
-		base := serverMem()
-		var wg sync.WaitGroup
-		conns := make([]*benchConn, n)
-		for i := range conns {
-			c, err := benchDial(bs.url, bs.header)
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns[i] = c
-			wg.Go(func() {
-				// Writes until the server stops reading, which it does
-				// while its echo waits for the socket buffers to drain.
-				for {
-					c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-					if _, err := c.nc.Write(frame); err != nil {
-						return
+	for _, c := range []byte{'<', 0x01} {
+		b.Run(fmt.Sprintf("byte=%#02x", c), func(b *testing.B) {
+			const n = 50
+			msg := bytes.Repeat([]byte{c}, 64<<10-1)
+			frame := append([]byte{0x81, 0x80 | 126, byte(len(msg) >> 8), byte(len(msg)), 0, 0, 0, 0}, msg...)
+			bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject, c.WriteTimeout = -1, time.Minute })
+			for range b.N {
+				base := serverMem()
+				var wg sync.WaitGroup
+				conns := make([]*benchConn, n)
+				for i := range conns {
+					c, err := benchDial(bs.url, bs.header)
+					if err != nil {
+						b.Fatal(err)
 					}
+					conns[i] = c
+					wg.Go(func() {
+						// Writes until the server stops reading, which it does
+						// while its echo waits for the socket buffers to drain.
+						for {
+							c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+							if _, err := c.nc.Write(frame); err != nil {
+								return
+							}
+						}
+					})
 				}
-			})
-		}
-		wg.Wait() // every client's writes are blocked: every server write is too
-		b.ReportMetric(float64(serverMem()-base)/n, "B/conn")
-		for _, c := range conns {
-			c.nc.Close()
-		}
-		waitFor(b, 30*time.Second, "the connections to close", func() bool { return bs.openConns() == 0 })
+				wg.Wait() // every client's writes are blocked: every server write is too
+				b.ReportMetric(float64(serverMem()-base)/n, "B/conn")
+				for _, c := range conns {
+					c.nc.Close()
+				}
+				waitFor(b, 30*time.Second, "the connections to close", func() bool { return bs.openConns() == 0 })
+			}
+			b.ReportMetric(0, "ns/op")
+		})
 	}
-	b.ReportMetric(0, "ns/op")
 }
 
 // holdConns has a helper process open n connections to bs, each sending
