@@ -92,7 +92,16 @@ func (s *Server) logRequest(ctx context.Context, rl *logRecord) {
 			level = slog.LevelWarn
 		}
 	}
-	s.cfg.Logger.LogAttrs(ctx, level, "request", attrs...)
+	// The Record is built here, not by Logger.LogAttrs, which walks the
+	// stack for the caller's location: a line the handler may show only
+	// with AddSource, and which would name this function anyway.
+	h := s.cfg.Logger.Handler()
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	r := slog.NewRecord(time.Now(), level, "request", 0)
+	r.AddAttrs(attrs...)
+	h.Handle(ctx, r)
 }
 
 // takeUpgrade returns the buffer holding the 101 that statusLine held

@@ -30,20 +30,19 @@ import (
 // # Dead peers and slow readers
 //
 // A peer can vanish without a FIN (cable pulled, NAT state dropped) or stop
-// reading. Three things bound what it costs:
+// reading. Two things bound what it costs:
 //   - a client that sends nothing, not even a pong, for PingInterval is
 //     pinged, and one that stays silent for WriteTimeout more is dropped;
 //     the rest of a frame that has started must arrive within
 //     PingInterval+WriteTimeout. Any frame the client sends, pongs
 //     included, starts the count again, so a live client is never dropped,
 //     and a dead one is dropped within PingInterval+WriteTimeout of its
-//     last frame;
+//     last frame. No connection goes unwritten-to for longer, so TCP
+//     keep-alive has nothing to add (cmd/wsauth turns it off);
 //   - every write has a deadline of WriteTimeout: a client that stops
 //     reading fills the socket buffers, the write fails, and the
 //     connection is dropped (a failed write may have sent half a frame, so
-//     nothing, not even a close frame, can follow it);
-//   - the listener's TCP keep-alive (net.Listen enables it, 15 s probes)
-//     lets the kernel notice a dead peer of a connection nobody writes to.
+//     nothing, not even a close frame, can follow it).
 //
 // # Closing
 //
@@ -244,8 +243,8 @@ func (c *session) readLoop() error {
 				return err
 			}
 			// §5.5.1: answer a close with a close, echoing its code;
-			// close does nothing if the server's close went first.
-			c.close(code, reason)
+			// answerClose does nothing if the server's close went first.
+			c.answerClose(code, reason)
 			return nil
 		case opText:
 			// The server's close may have gone out while the message
@@ -554,6 +553,19 @@ func (c *session) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked(code, reason)
+}
+
+// answerClose answers the client's close frame with the server's, unless
+// the server's went first. The closing handshake is then complete: no
+// read follows, and so no CloseTimeout.
+func (c *session) answerClose(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent || c.finished {
+		return
+	}
+	c.writeLocked(opClose, closePayload(code, reason))
+	c.closeSent, c.closeCode = true, code
 }
 
 // closeFor closes the connection with the close code and reason of err's
