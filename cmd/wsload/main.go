@@ -204,7 +204,7 @@ func checkLimits(o options, totalConns int) error {
 		}
 		// The server may ask the token system about as many tokens at
 		// once as there are handshakes in flight.
-		if err := checkServerFiles(o.serverPID, soft, hard, totalConns, o.concurrency); err != nil {
+		if err := checkServerFiles(o.serverPID, soft, hard, totalConns); err != nil {
 			return err
 		}
 	}
