@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -469,17 +470,47 @@ func BenchmarkEcho(b *testing.B) {
 // per idle connection: a helper process (TestHoldConnsHelper) opens them,
 // so that only the server's side is in this process's numbers. Target: at
 // most 1 KiB above bare.
+//
+// With $WSAUTH_HEAP_PROFILE set to a path, it records every allocation and
+// writes, while the connections are held, a heap profile to that path
+// with ".bare" or ".wsauth" appended, and one before they opened with
+// ".base" after that: go tool pprof -top -base <path>.wsauth.base
+// <path>.wsauth shows what the connections hold (docs/PERFORMANCE.md).
 func BenchmarkIdleConnMemory(b *testing.B) {
 	const n = 2000
+	profile := os.Getenv("WSAUTH_HEAP_PROFILE")
+	if profile != "" {
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
 	// One subject holds every connection: no per-subject cap.
 	benchServers(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 }, func(b *testing.B, bs *benchServer) {
 		var perConn float64
 		for range b.N {
-			perConn += holdConns(b, bs, n, nil)
+			held := func() {}
+			if profile != "" {
+				writeHeapProfile(b, profile+"."+bs.name+".base")
+				held = func() { writeHeapProfile(b, profile+"."+bs.name) }
+			}
+			perConn += holdConns(b, bs, n, nil, held)
 		}
 		b.ReportMetric(0, "ns/op")
 		b.ReportMetric(perConn/float64(b.N), "B/conn")
 	})
+}
+
+// writeHeapProfile writes the heap profile as of a fresh GC to path.
+func writeHeapProfile(b *testing.B, path string) {
+	b.Helper()
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkStalledFrameMemory measures the server's memory per connection
@@ -562,8 +593,8 @@ func BenchmarkUnreadEchoMemory(b *testing.B) {
 
 // holdConns has a helper process open n connections to bs, each sending
 // send after the welcome, and returns the growth of HeapInuse+StackInuse
-// per connection, after a GC.
-func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
+// per connection, after a GC. While they are held it calls each of held.
+func holdConns(b *testing.B, bs *benchServer, n int, send []byte, held ...func()) float64 {
 	b.Helper()
 	base := serverMem()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnsHelper$")
@@ -598,7 +629,11 @@ func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
 		b.Fatalf("server holds %d connections; want %d", got, n)
 	}
 	if send == nil {
-		return float64(serverMem()-base) / float64(n)
+		mem := serverMem()
+		for _, f := range held {
+			f()
+		}
+		return float64(mem-base) / float64(n)
 	}
 	// The server reads what the helper sent in its own time and says
 	// nothing: poll until its memory stops moving.
