@@ -7,8 +7,8 @@ import "unicode/utf8"
 //   - into a pooled buffer, the frame header first, without allocating;
 //     json.Marshal costs the boxing of the struct, a copy of the message as
 //     a string and the output slice;
-//   - in pieces of at most maxPooledFrame bytes, written one after the
-//     other as one frame: JSON escapes a control character as six bytes
+//   - in pieces of at most maxPooledFrame bytes (16 KiB) when it is larger,
+//     written one after the other as one frame: JSON escapes a control character as six bytes
 //     (\u0001), so the echo of a 64 KiB message may be 384 KiB, and a
 //     client that never reads would make the server hold all of it until
 //     WriteTimeout. Written in pieces, an unread echo holds one piece.
@@ -35,7 +35,7 @@ func (c *session) sendEcho(msg []byte) error {
 	if want := min(len(b)+n, maxPooledFrame); cap(b) < want {
 		b = append(make([]byte, 0, want), b...) // grown once, to no more than it keeps
 	}
-	w := pieceWriter{b: b, c: c}
+	w := pieceWriter{b: b, c: c, limit: pieceLimit(len(b) + n)}
 	w.echo(sub, msg)
 	w.flush()
 	*bp = w.b
@@ -61,19 +61,35 @@ func appendEcho(dst []byte, sub string, msg []byte) []byte {
 	return w.b
 }
 
-// pieceWriter builds JSON in b. For a session c, it keeps b within
-// maxPooledFrame bytes: before each part that might not fit, it writes b
-// as a piece of the frame, and starts again at b[:0].
+// pieceWriter builds JSON in b. With a limit, it keeps b within limit
+// bytes: before each part that might not fit, it writes b to c as a piece
+// of the frame, and starts again at b[:0]. Without one, b grows as needed.
 type pieceWriter struct {
 	b       []byte
-	c       *session // nil: b grows as needed
-	written bool     // a piece has gone out: the frame has started
-	err     error    // the first write error: nothing is written after it
+	c       *session
+	limit   int
+	written bool  // a piece has gone out: the frame has started
+	err     error // the first write error: nothing is written after it
+}
+
+// pieceLimit is the size of the pieces a frame of total bytes is written
+// in: none (0) when it fits maxPooledFrame, else about equal pieces of at
+// most maxPooledFrame. A last piece of a few bytes would cost a write and
+// a TCP segment of its own, and a receiver with a small buffer may drop
+// such slivers and stall the connection in retransmission for seconds
+// (seen on loopback with a 4 KiB receive buffer).
+func pieceLimit(total int) int {
+	if total <= maxPooledFrame {
+		return 0
+	}
+	const slack = minPiece * maxEscape // a piece may end that much short of its limit
+	k := (total + maxPooledFrame - slack - 1) / (maxPooledFrame - slack)
+	return (total+k-1)/k + slack
 }
 
 // room makes room for n more bytes in w.b.
 func (w *pieceWriter) room(n int) {
-	if w.c != nil && len(w.b)+n > maxPooledFrame {
+	if w.limit > 0 && len(w.b)+n > w.limit {
 		w.flush()
 	}
 }
@@ -107,16 +123,16 @@ const maxEscape = len(`\u0000`)
 const minPiece = 64
 
 // jsonString appends s as a JSON string (RFC 8259 §7) the way encoding/json
-// does with SetEscapeHTML(false): whole without w.c, else in pieces that
-// fit w.b's bound, each ending where a character starts, so that they
-// encode as the whole would.
+// does with SetEscapeHTML(false): whole without w.limit, else in pieces
+// that fit it, each ending where a character starts, so that they encode
+// as the whole would.
 func jsonString[S ~string | ~[]byte](w *pieceWriter, s S) {
 	w.raw(`"`)
 	for len(s) > 0 && w.err == nil {
 		n := len(s)
-		if w.c != nil {
+		if w.limit > 0 {
 			w.room(minPiece * maxEscape)
-			n = pieceEnd(s, (maxPooledFrame-len(w.b))/maxEscape)
+			n = pieceEnd(s, (w.limit-len(w.b))/maxEscape)
 		}
 		w.b = appendJSONBody(w.b, s[:n])
 		s = s[n:]

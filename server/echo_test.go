@@ -59,7 +59,8 @@ func TestAppendEchoAllocs(t *testing.T) {
 // pieces of at most maxPooledFrame bytes, so that a client that does not
 // read holds the server to one piece; the pieces join to the frame
 // encoding/json's bytes make, characters intact however the pieces cut
-// the message.
+// the message; and they are of about equal size, never a large piece and
+// a sliver.
 func TestEchoInPieces(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
@@ -67,6 +68,7 @@ func TestEchoInPieces(t *testing.T) {
 		msg  string
 	}{
 		{"small", "hello"},
+		{"just over one piece", strings.Repeat("x", 16<<10)},
 		{"control bytes, six each", strings.Repeat("\x01", 64<<10-1)},
 		{"four-byte characters", strings.Repeat("🎉", 16<<10-1)},
 		{"mixed", strings.Repeat("a\x01é\u2028🎉<", 5000)},
@@ -84,9 +86,14 @@ func TestEchoInPieces(t *testing.T) {
 			if got := bytes.Join(nc.writes, nil); !bytes.Equal(got, want) {
 				t.Errorf("echo of %d bytes: frame of %d bytes differs from encoding/json's %d", len(tc.msg), len(got), len(want))
 			}
+			largest := 0
+			for _, w := range nc.writes {
+				largest = max(largest, len(w))
+			}
 			for i, w := range nc.writes {
-				if len(w) > maxPooledFrame {
-					t.Errorf("write %d of %d is %d bytes; want at most %d", i+1, len(nc.writes), len(w), maxPooledFrame)
+				if len(w) > maxPooledFrame || 4*len(w) < largest {
+					t.Errorf("write %d of %d is %d bytes; want at most %d, and at least a quarter of the largest (%d)",
+						i+1, len(nc.writes), len(w), maxPooledFrame, largest)
 				}
 			}
 			if len(want) <= maxPooledFrame && len(nc.writes) != 1 {
