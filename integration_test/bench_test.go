@@ -1,6 +1,6 @@
 package integration_test
 
-// Benchmarks of what authorization costs (issue 6). Each one that has a
+// Benchmarks of what authorization costs. Each one that has a
 // target runs wsauth beside a bare golang.org/x/net/websocket server defined
 // here, with the same route and message shapes and no auth, as two
 // sub-benchmarks of one run, so that benchstat can compare them:
@@ -37,6 +37,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,7 +337,7 @@ func (c *benchConn) roundTrip() error {
 
 // BenchmarkHandshake measures a WebSocket opening handshake with the token
 // in the cache: TCP connect, upgrade, welcome message, TCP close. Target:
-// wsauth at most 5 % slower than bare (issue 6).
+// wsauth at most 5 % slower than bare (docs/PERFORMANCE.md).
 func BenchmarkHandshake(b *testing.B) {
 	benchServers(b, nil, func(b *testing.B, bs *benchServer) {
 		c, err := benchDial(bs.url, bs.header) // warms the cache
@@ -469,17 +470,47 @@ func BenchmarkEcho(b *testing.B) {
 // per idle connection: a helper process (TestHoldConnsHelper) opens them,
 // so that only the server's side is in this process's numbers. Target: at
 // most 1 KiB above bare.
+//
+// With $WSAUTH_HEAP_PROFILE set to a path, it records every allocation and
+// writes, while the connections are held, a heap profile to that path
+// with ".bare" or ".wsauth" appended, and one before they opened with
+// ".base" after that: go tool pprof -top -base <path>.wsauth.base
+// <path>.wsauth shows what the connections hold (docs/PERFORMANCE.md).
 func BenchmarkIdleConnMemory(b *testing.B) {
 	const n = 2000
+	profile := os.Getenv("WSAUTH_HEAP_PROFILE")
+	if profile != "" {
+		defer func(rate int) { runtime.MemProfileRate = rate }(runtime.MemProfileRate)
+		runtime.MemProfileRate = 1
+	}
 	// One subject holds every connection: no per-subject cap.
 	benchServers(b, func(c *server.Config) { c.MaxConnsPerSubject = -1 }, func(b *testing.B, bs *benchServer) {
 		var perConn float64
 		for range b.N {
-			perConn += holdConns(b, bs, n, nil)
+			held := func() {}
+			if profile != "" {
+				writeHeapProfile(b, profile+"."+bs.name+".base")
+				held = func() { writeHeapProfile(b, profile+"."+bs.name) }
+			}
+			perConn += holdConns(b, bs, n, nil, held)
 		}
 		b.ReportMetric(0, "ns/op")
 		b.ReportMetric(perConn/float64(b.N), "B/conn")
 	})
+}
+
+// writeHeapProfile writes the heap profile as of a fresh GC to path.
+func writeHeapProfile(b *testing.B, path string) {
+	b.Helper()
+	runtime.GC()
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	if err := pprof.Lookup("heap").WriteTo(f, 0); err != nil {
+		b.Fatal(err)
+	}
 }
 
 // BenchmarkStalledFrameMemory measures the server's memory per connection
@@ -514,50 +545,56 @@ func BenchmarkStalledFrameMemory(b *testing.B) {
 }
 
 // BenchmarkUnreadEchoMemory measures the server's memory per connection
-// whose client sends 64 KiB messages of '<', which the echo escapes to six
-// bytes each, and never reads the answers: the server holds the message and
-// the echo it cannot write until WriteTimeout (made a minute here, so that
-// the figure is taken while every write waits). docs/DEPLOY.md quotes it.
+// whose client sends 64 KiB messages and never reads the answers: the
+// server holds the message and what it cannot write of the echo until
+// WriteTimeout (made a minute here, so that the figure is taken while every
+// write waits). The messages are of '<', which HTML escaping would make six
+// bytes each, and of 0x01, which JSON escapes to six bytes (\u0001), the
+// largest echo a message can have. docs/DEPLOY.md quotes it.
 func BenchmarkUnreadEchoMemory(b *testing.B) {
-	const n = 50
-	msg := bytes.Repeat([]byte{'<'}, 64<<10-1)
-	frame := append([]byte{0x81, 0x80 | 126, byte(len(msg) >> 8), byte(len(msg)), 0, 0, 0, 0}, msg...)
-	bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject, c.WriteTimeout = -1, time.Minute })
-	for range b.N {
-		base := serverMem()
-		var wg sync.WaitGroup
-		conns := make([]*benchConn, n)
-		for i := range conns {
-			c, err := benchDial(bs.url, bs.header)
-			if err != nil {
-				b.Fatal(err)
-			}
-			conns[i] = c
-			wg.Go(func() {
-				// Writes until the server stops reading, which it does
-				// while its echo waits for the socket buffers to drain.
-				for {
-					c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
-					if _, err := c.nc.Write(frame); err != nil {
-						return
+	for _, c := range []byte{'<', 0x01} {
+		b.Run(fmt.Sprintf("byte=%#02x", c), func(b *testing.B) {
+			const n = 50
+			msg := bytes.Repeat([]byte{c}, 64<<10-1)
+			frame := append([]byte{0x81, 0x80 | 126, byte(len(msg) >> 8), byte(len(msg)), 0, 0, 0, 0}, msg...)
+			bs := newBenchWsauth(b, func(c *server.Config) { c.MaxConnsPerSubject, c.WriteTimeout = -1, time.Minute })
+			for range b.N {
+				base := serverMem()
+				var wg sync.WaitGroup
+				conns := make([]*benchConn, n)
+				for i := range conns {
+					c, err := benchDial(bs.url, bs.header)
+					if err != nil {
+						b.Fatal(err)
 					}
+					conns[i] = c
+					wg.Go(func() {
+						// Writes until the server stops reading, which it does
+						// while its echo waits for the socket buffers to drain.
+						for {
+							c.nc.SetWriteDeadline(time.Now().Add(2 * time.Second))
+							if _, err := c.nc.Write(frame); err != nil {
+								return
+							}
+						}
+					})
 				}
-			})
-		}
-		wg.Wait() // every client's writes are blocked: every server write is too
-		b.ReportMetric(float64(serverMem()-base)/n, "B/conn")
-		for _, c := range conns {
-			c.nc.Close()
-		}
-		waitFor(b, 30*time.Second, "the connections to close", func() bool { return bs.openConns() == 0 })
+				wg.Wait() // every client's writes are blocked: every server write is too
+				b.ReportMetric(float64(serverMem()-base)/n, "B/conn")
+				for _, c := range conns {
+					c.nc.Close()
+				}
+				waitFor(b, 30*time.Second, "the connections to close", func() bool { return bs.openConns() == 0 })
+			}
+			b.ReportMetric(0, "ns/op")
+		})
 	}
-	b.ReportMetric(0, "ns/op")
 }
 
 // holdConns has a helper process open n connections to bs, each sending
 // send after the welcome, and returns the growth of HeapInuse+StackInuse
-// per connection, after a GC.
-func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
+// per connection, after a GC. While they are held it calls each of held.
+func holdConns(b *testing.B, bs *benchServer, n int, send []byte, held ...func()) float64 {
 	b.Helper()
 	base := serverMem()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHoldConnsHelper$")
@@ -592,7 +629,11 @@ func holdConns(b *testing.B, bs *benchServer, n int, send []byte) float64 {
 		b.Fatalf("server holds %d connections; want %d", got, n)
 	}
 	if send == nil {
-		return float64(serverMem()-base) / float64(n)
+		mem := serverMem()
+		for _, f := range held {
+			f()
+		}
+		return float64(mem-base) / float64(n)
 	}
 	// The server reads what the helper sent in its own time and says
 	// nothing: poll until its memory stops moving.
@@ -669,7 +710,7 @@ func TestHoldConnsHelper(t *testing.T) {
 
 // BenchmarkRecheckIntrospections measures the token system calls of each
 // periodic recheck (sweep) of N connections that share K tokens: one per
-// token, so at most K (issue 6). Calls are counted by the fake; sweeps are
+// token, so at most K. Calls are counted by the fake; sweeps are
 // the fewest rechecks any one token had in the window (refreshCounter), so
 // that a sweep the ticker drops on a loaded machine does not read as a
 // sweep with fewer calls, and a sweep that asks twice about a token reads
@@ -762,7 +803,7 @@ func (r *refreshCounter) snapshot() map[string]int {
 // on a shared, noisy machine the load changes between two sub-benchmarks,
 // but not between two operations a few microseconds apart. "ratio" is
 // bare's time over wsauth's: 0.95 means wsauth does 95 % of bare's
-// operations per second (issue 6's target for handshakes and echoes).
+// operations per second (the target for handshakes and echoes is 0.95).
 
 // pairedTimer accumulates the time of each server's operations.
 type pairedTimer struct{ bare, wsauth time.Duration }

@@ -90,7 +90,7 @@ func (s *Server) authenticate(r *http.Request, scope string, accepted source) (a
 	if rl != nil {
 		rl.source = cred.source
 	}
-	a, err := s.validate(r.Context(), s.clientIP(r), cred, "")
+	a, err := s.validate(r.Context(), s.requestIP(r), cred, "")
 	if err != nil {
 		return authorized{}, err
 	}
@@ -150,7 +150,7 @@ func (s *Server) failed(r *http.Request, err error) error {
 	if s.limits == nil || !clientsFault(err) {
 		return err
 	}
-	k := s.limits.keys(s.clientIP(r), "")
+	k := s.limits.keys(s.requestIP(r), "")
 	// Nothing was asked of the token system: refuse with 429 once the IP
 	// has no attempt left, as for a bad token.
 	if wait := s.limits.wait(k); wait > 0 {

@@ -88,16 +88,28 @@ func forwardedTLS(directTLS bool, remoteAddr string, proto []string, trusted []n
 // parseAddr reads "ip", "ip:port" or "[ip]:port" (both forms appear in
 // RemoteAddr and in X-Forwarded-For), unmapping IPv4-in-IPv6 and dropping
 // zones so that prefixes match as written.
+//
+// It tries first the form s looks like: a failed parse allocates its
+// error, and every request's RemoteAddr is "ip:port".
 func parseAddr(s string) (netip.Addr, bool) {
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		ap, err := netip.ParseAddrPort(s)
-		if err != nil {
-			return netip.Addr{}, false
-		}
-		a = ap.Addr()
+	withPort := strings.HasPrefix(s, "[") || strings.Count(s, ":") == 1
+	a, ok := parseAddrAs(s, withPort)
+	if !ok {
+		a, ok = parseAddrAs(s, !withPort)
+	}
+	if !ok {
+		return netip.Addr{}, false
 	}
 	return a.Unmap().WithZone(""), true
+}
+
+func parseAddrAs(s string, withPort bool) (netip.Addr, bool) {
+	if withPort {
+		ap, err := netip.ParseAddrPort(s)
+		return ap.Addr(), err == nil
+	}
+	a, err := netip.ParseAddr(s)
+	return a, err == nil
 }
 
 func isTrusted(a netip.Addr, trusted []netip.Prefix) bool {

@@ -220,3 +220,18 @@ func TestClientInRequestLog(t *testing.T) {
 		})
 	}
 }
+
+// TestParseAddrAllocs: reading a RemoteAddr ("ip:port") or an
+// X-Forwarded-For entry ("ip") allocates nothing: every request reads one,
+// and a failed parse of the other form would allocate its error.
+func TestParseAddrAllocs(t *testing.T) {
+	for _, s := range []string{"192.0.2.1:443", "[2001:db8::1]:443", "192.0.2.1", "2001:db8::1"} {
+		if n := testing.AllocsPerRun(100, func() {
+			if _, ok := parseAddr(s); !ok {
+				t.Fatalf("parseAddr(%q) failed", s)
+			}
+		}); n != 0 {
+			t.Errorf("parseAddr(%q) allocates %v times; want 0", s, n)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"net"
 	"sync"
 	"unicode/utf8"
 
@@ -12,18 +13,21 @@ import (
 )
 
 // This file is the one place that works around golang.org/x/net/websocket.
-// Its Conn writes frames well, and the server writes through it, but its
-// reader cannot serve an authorizing server:
+// x/net does the opening handshake (ws.go); after it, the server reads and
+// writes frames itself, because x/net's Conn cannot serve an authorizing
+// server:
 //   - it drops a client's close frame unread, so the close code is lost, and
 //     never answers it (RFC 6455 §5.5.1 says to);
 //   - it answers pings but swallows pongs, so a server cannot tell a live
 //     peer from a dead one;
 //   - it hands each fragment to the handler as a message, and its
 //     MaxPayloadBytes bounds a frame, not a message;
-//   - its Close always sends 1000, with no reason.
-// So the server reads client frames itself, with a messageReader below,
-// from the same buffered reader the upgrade left, and sends control frames
-// with Codecs whose Marshal names the opcode.
+//   - its Close always sends 1000, with no reason;
+//   - it keeps a 4 KiB reader, a 4 KiB writer and the *http.Request for as
+//     long as the connection lives, idle or not.
+// So the server reads client frames with a messageReader below, through a
+// connReader that holds a read buffer only while bytes are buffered, and
+// writes each frame with one write from a pooled buffer (appendFrameHeader).
 
 // Opcodes, RFC 6455 §5.2.
 const (
@@ -36,8 +40,8 @@ const (
 )
 
 // Close codes this server sends or reads (RFC 6455 §7.4; 3000 and 3003 are
-// IANA's registered twins of HTTP 401 and 403). README.md says what a
-// client should do on each.
+// IANA's registered twins of HTTP 401 and 403). docs/REFERENCE.md says what
+// a client should do on each.
 const (
 	CloseNormal          = 1000
 	CloseGoingAway       = 1001 // the server is shutting down: reconnect
@@ -214,10 +218,12 @@ func skipPayload(br *bufio.Reader, n int64) error {
 type messageReader struct {
 	br    *bufio.Reader
 	limit int
-	// frameStart, when set, runs before each frame is read: the session
-	// renews its read deadline there, so that any frame, a fragment or a
-	// pong, shows that the peer is alive.
-	frameStart func()
+	// frameStart, when set, runs before each frame is read and returns the
+	// reader to read it from, in br's place: the session waits there for
+	// the next bytes of a silent client without a read buffer
+	// (connReader), pings it, and renews its read deadline, so that any
+	// frame, a fragment or a pong, shows that the peer is alive.
+	frameStart func() (*bufio.Reader, error)
 
 	op  byte    // the opcode of the message being read; 0 between messages
 	msg *[]byte // its bytes so far; nil between messages
@@ -241,7 +247,11 @@ func (r *messageReader) next() (op byte, payload []byte, err error) {
 	r.release()
 	for {
 		if r.frameStart != nil {
-			r.frameStart()
+			br, err := r.frameStart()
+			if err != nil {
+				return 0, nil, err
+			}
+			r.br = br
 		}
 		h, err := readHeader(r.br)
 		if err != nil {
@@ -355,20 +365,51 @@ func closePayload(code int, reason string) []byte {
 	return append(b, reason...)
 }
 
-// controlCodec sends one frame of opcode op with a []byte payload: the
-// clean way to write a close, ping or pong through x/net/websocket, under
-// the Conn's own write lock.
-func controlCodec(op byte) websocket.Codec {
-	return websocket.Codec{Marshal: func(v any) ([]byte, byte, error) {
-		return v.([]byte), op, nil
-	}}
+// Server frames (RFC 6455 §5.2): FIN set, no extension bits, never masked
+// (§5.1: a client closes a connection whose frames are masked), and the
+// payload length in the fewest bytes that hold it: 7 bits up to 125, then
+// 126 and 16 bits, then 127 and 64 bits.
+
+// maxFrameHeader is the longest header of a server frame.
+const maxFrameHeader = 2 + 8
+
+// appendFrameHeader appends the header of a whole, unmasked frame of opcode
+// op whose payload is n bytes long.
+func appendFrameHeader(dst []byte, op byte, n int) []byte {
+	b0 := 0x80 | op
+	switch {
+	case n <= 125:
+		return append(dst, b0, byte(n))
+	case n <= 0xffff:
+		return append(dst, b0, 126, byte(n>>8), byte(n))
+	}
+	return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
 }
 
-var (
-	closeCodec = controlCodec(opClose)
-	pingCodec  = controlCodec(opPing)
-	pongCodec  = controlCodec(opPong)
-)
+// frameBufs holds *[]byte buffers that frames are built in, so that a
+// frame costs one write and no allocation: a pointer goes into an interface
+// without an allocation, a slice does not.
+var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// maxPooledFrame bounds the buffers frameBufs keeps, so that one large
+// frame does not pin its buffer for the life of the process. It is also
+// the most of one echo that is built before it is written (echo.go).
+const maxPooledFrame = 16 << 10
+
+// getFrameBuf returns an empty buffer from frameBufs.
+func getFrameBuf() *[]byte {
+	bp := frameBufs.Get().(*[]byte)
+	*bp = (*bp)[:0]
+	return bp
+}
+
+// putFrameBuf gives bp back to frameBufs, unless it grew past
+// maxPooledFrame.
+func putFrameBuf(bp *[]byte) {
+	if cap(*bp) <= maxPooledFrame {
+		frameBufs.Put(bp)
+	}
+}
 
 // awaitClose reads and discards client frames until a close frame, an error
 // or the read deadline, after the server sent its own close (RFC 6455
@@ -387,4 +428,125 @@ func awaitClose(br *bufio.Reader) error {
 			return err
 		}
 	}
+}
+
+// connReader is a connection's source of frames for a messageReader. It
+// holds a 4 KiB bufio.Reader, borrowed from readers, only while bytes are
+// buffered in it: a silent client, which is most clients most of the time,
+// costs the connection idleRead bytes of read buffer, not 4 KiB. Waiting
+// (fill) reads into the small head buffer, then borrows a reader that
+// serves those bytes first and reads the connection after them.
+//
+// Only the goroutine that reads the connection uses it.
+type connReader struct {
+	nc   net.Conn
+	br   *bufio.Reader // borrowed; nil while idle
+	head [idleRead]byte
+	// pending are bytes br has yet to be served: what fill read into head,
+	// or what the upgrade's reader held.
+	pending []byte
+	err     error // fill's read error, returned after pending
+	// renew, when set, runs before the first read from nc after fill, so
+	// that the rest of a frame has the deadline of a frame in progress,
+	// not that of the wait.
+	renew func()
+	stale bool
+	armed bool // the deadline of the next wait is set
+}
+
+// idleRead is the read buffer of a waiting connection: large enough for a
+// typical message in one read, small next to the reader it stands in for.
+const idleRead = 256
+
+// readers holds the borrowed readers.
+var readers = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readChunk) }}
+
+// adopt makes br, the reader the upgrade left (it may hold what the client
+// sent right after its handshake), the start of r's bytes. An empty one
+// joins readers.
+func (r *connReader) adopt(br *bufio.Reader) {
+	if n := br.Buffered(); n > 0 {
+		r.pending, _ = br.Peek(n)
+		r.borrow()
+		return
+	}
+	br.Reset(nil)
+	readers.Put(br)
+}
+
+func (r *connReader) borrow() {
+	r.br = readers.Get().(*bufio.Reader)
+	r.br.Reset(r)
+}
+
+// buffered returns the borrowed reader if bytes (or an error) are waiting
+// in it, nil when the next read would wait for the client.
+func (r *connReader) buffered() *bufio.Reader {
+	if r.br != nil && (r.br.Buffered() > 0 || len(r.pending) > 0 || r.err != nil) {
+		return r.br
+	}
+	return nil
+}
+
+// fill waits for the client's next bytes without a borrowed reader, then
+// borrows one that starts with them. Call it when buffered is nil.
+func (r *connReader) fill() error {
+	r.release()
+	n, err := r.nc.Read(r.head[:])
+	if n == 0 {
+		if err == nil {
+			err = io.ErrNoProgress
+		}
+		return err
+	}
+	r.pending, r.err, r.stale = r.head[:n], err, true
+	r.borrow()
+	return nil
+}
+
+// hold returns a reader to read the rest of the connection with, never
+// given back before close: for the closing handshake, which reads until the
+// connection ends.
+func (r *connReader) hold() *bufio.Reader {
+	if r.br == nil {
+		r.borrow()
+	}
+	return r.br
+}
+
+// release gives the borrowed reader back when it holds nothing.
+func (r *connReader) release() {
+	if r.br != nil && r.buffered() == nil {
+		r.close()
+	}
+}
+
+// close gives the borrowed reader back, whatever it holds: the connection
+// is done.
+func (r *connReader) close() {
+	if r.br != nil {
+		r.br.Reset(nil)
+		readers.Put(r.br)
+		r.br = nil
+	}
+	r.pending, r.err = nil, nil
+}
+
+// Read is the borrowed reader's source: pending bytes first, then the
+// connection.
+func (r *connReader) Read(p []byte) (int, error) {
+	if len(r.pending) > 0 {
+		n := copy(p, r.pending)
+		r.pending = r.pending[n:]
+		return n, nil
+	}
+	if err := r.err; err != nil {
+		r.err = nil
+		return 0, err
+	}
+	if r.stale && r.renew != nil {
+		r.renew()
+	}
+	r.stale = false
+	return r.nc.Read(p)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -287,4 +288,145 @@ func (c *cycleReader) Read(p []byte) (int, error) {
 	n := copy(p, c.b[c.off:])
 	c.off = (c.off + n) % len(c.b)
 	return n, nil
+}
+
+// TestAppendFrameHeader holds server frame headers to RFC 6455 §5.2: FIN
+// set, no reserved bits, the opcode, no mask bit, and the payload length
+// in the fewest bytes: 7 bits up to 125, 126 and 16 bits up to 65535, 127
+// and 64 bits above.
+func TestAppendFrameHeader(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		op   byte
+		n    int
+		want []byte
+	}{
+		{opText, 0, []byte{0x81, 0x00}},
+		{opText, 1, []byte{0x81, 0x01}},
+		{opText, 125, []byte{0x81, 0x7d}},
+		{opText, 126, []byte{0x81, 0x7e, 0x00, 0x7e}},
+		{opText, 65535, []byte{0x81, 0x7e, 0xff, 0xff}},
+		{opText, 65536, []byte{0x81, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x00, 0x00}},
+		{opText, 1<<32 + 5, []byte{0x81, 0x7f, 0, 0, 0, 0x01, 0, 0, 0, 0x05}},
+		{opClose, 2, []byte{0x88, 0x02}},
+		{opPing, 0, []byte{0x89, 0x00}},
+		{opPong, 125, []byte{0x8a, 0x7d}},
+	} {
+		got := appendFrameHeader([]byte("x"), tc.op, tc.n)
+		if !bytes.Equal(got[1:], tc.want) || got[0] != 'x' {
+			t.Errorf("appendFrameHeader(op %#x, %d) = % x; want % x after what was there", tc.op, tc.n, got[1:], tc.want)
+		}
+		if len(got)-1 > maxFrameHeader {
+			t.Errorf("header of %d bytes is longer than maxFrameHeader (%d)", len(got)-1, maxFrameHeader)
+		}
+	}
+}
+
+// TestConnReaderLendsItsBuffer: a connection holds a read buffer only while
+// bytes are in it. Waiting (fill), it holds none; the bytes fill brings
+// come first, then the connection's; a frame that needs more bytes than
+// came renews the read deadline before it reads them; and once every byte
+// is used, the buffer goes back to the pool.
+func TestConnReaderLendsItsBuffer(t *testing.T) {
+	t.Parallel()
+	client, server := net.Pipe()
+	defer client.Close()
+	defer server.Close()
+	renewed := 0
+	in := &connReader{nc: server, renew: func() { renewed++ }}
+	errWaitHere := errors.New("wait")
+	r := messageReader{limit: 64 << 10, frameStart: func() (*bufio.Reader, error) {
+		br := in.buffered()
+		if br == nil {
+			return nil, errWaitHere
+		}
+		in.stale = true
+		return br, nil
+	}}
+	send := func(b []byte) {
+		go func() { client.Write(b) }()
+	}
+	// readMessage waits as the session does and returns the next message.
+	readMessage := func(what string) string {
+		t.Helper()
+		for {
+			op, p, err := r.next()
+			switch {
+			case err == errWaitHere:
+				if err := in.fill(); err != nil {
+					t.Fatalf("%s: fill: %v", what, err)
+				}
+				continue
+			case err != nil || op != opText:
+				t.Fatalf("%s: next = op %d, %v; want a text message", what, op, err)
+			}
+			return string(p)
+		}
+	}
+	if in.br != nil || in.buffered() != nil {
+		t.Fatal("a new connReader holds a reader; want none")
+	}
+
+	send(frame(opText, true, "hello"))
+	if got := readMessage("small message"); got != "hello" {
+		t.Fatalf("small message = %q; want \"hello\"", got)
+	}
+	if renewed != 0 {
+		t.Errorf("a frame that came whole in the wait's read renewed the deadline %d times; want 0", renewed)
+	}
+	if _, _, err := r.next(); err != errWaitHere {
+		t.Fatalf("next with nothing sent = %v; want the wait", err)
+	}
+	in.release()
+	if in.br != nil {
+		t.Fatal("waiting with every byte used, the connReader still holds its reader")
+	}
+
+	big := strings.Repeat("x", 3*idleRead)
+	send(frame(opText, true, big))
+	if got := readMessage("message larger than the wait's buffer"); got != big {
+		t.Fatalf("large message: %d bytes; want %d", len(got), len(big))
+	}
+	if renewed != 1 {
+		t.Errorf("a frame larger than the wait's read renewed the deadline %d times; want once", renewed)
+	}
+	if _, _, err := r.next(); err != errWaitHere {
+		t.Fatalf("next after the large message = %v; want the wait", err)
+	}
+	in.release()
+	if in.br != nil {
+		t.Error("after the large message, the connReader still holds its reader")
+	}
+}
+
+// TestConnReaderAdoptsBufferedBytes: bytes the client sent right after its
+// handshake, left in the upgrade's reader, are read first, and an empty
+// upgrade reader is not kept.
+func TestConnReaderAdoptsBufferedBytes(t *testing.T) {
+	t.Parallel()
+	two := append(frame(opText, true, "first"), frame(opText, true, "second")...)
+	up := bufio.NewReader(bytes.NewReader(two))
+	up.Peek(1) // buffer them, as net/http's reader does
+	in := &connReader{nc: nil}
+	in.adopt(up)
+	br := in.buffered()
+	if br == nil || br == up {
+		t.Fatalf("after adopting a reader with bytes: buffered = %p (upgrade's %p); want a reader of its own", br, up)
+	}
+	r := messageReader{br: br, limit: 64 << 10}
+	for _, want := range []string{"first", "second"} {
+		if _, p, err := r.next(); err != nil || string(p) != want {
+			t.Fatalf("next = %q, %v; want %q", p, err, want)
+		}
+	}
+	in.release()
+	if in.br != nil {
+		t.Error("with the adopted bytes used, the connReader still holds a reader")
+	}
+
+	empty := &connReader{}
+	empty.adopt(bufio.NewReader(bytes.NewReader(nil)))
+	if empty.br != nil {
+		t.Error("adopting an empty reader: the connReader holds it; want none")
+	}
 }

@@ -51,14 +51,14 @@ func newRegistry(s *Server) *registry {
 // reserve registers a connection about to be upgraded, or says why it may
 // not be: the server is full (MaxConns), the subject has its share
 // (MaxConnsPerSubject) or the server is shutting down.
-func (g *registry) reserve(a authorized, rl *logRecord) (*session, error) {
+func (g *registry) reserve(a authorized) (*session, error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if err := g.refusalLocked(a.p.Subject); err != nil {
 		return nil, err
 	}
 	g.subjects[a.p.Subject]++
-	sess := &session{s: g.s, rl: rl, a: a}
+	sess := &session{s: g.s, a: a}
 	g.sessions[sess] = struct{}{}
 	g.wg.Add(1)
 	if g.sweepStop == nil {

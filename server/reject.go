@@ -54,13 +54,19 @@ func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, refused e
 	rl := logRecordFrom(r.Context())
 	if rl != nil {
 		rl.err = refused
+		rl.holdUpgrade = true // the 101 goes out with the close frame
 	}
-	hc := &hijackCapture{ResponseWriter: w}
+	up := &upgrade{ResponseWriter: w}
 	srv := websocket.Server{
 		Handshake: s.rejectHandshake,
-		Handler: func(ws *websocket.Conn) {
-			hc.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
-			if err := closeCodec.Send(ws, closePayload(a.closeCode, a.closeReason)); err != nil {
+		Handler: func(*websocket.Conn) {
+			bp := rl.takeUpgrade()
+			p := closePayload(a.closeCode, a.closeReason)
+			*bp = append(appendFrameHeader(*bp, opClose, len(p)), p...)
+			up.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			_, err := up.conn.Write(*bp)
+			putFrameBuf(bp)
+			if err != nil {
 				return
 			}
 			if rl != nil {
@@ -68,11 +74,11 @@ func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, refused e
 			}
 			// RFC 6455 §7.1.1: wait for the client's close, so that the
 			// kernel does not reset the connection under our close frame.
-			hc.conn.SetReadDeadline(time.Now().Add(s.cfg.CloseTimeout))
-			awaitClose(hc.brw.Reader)
+			up.conn.SetReadDeadline(time.Now().Add(s.cfg.CloseTimeout))
+			awaitClose(up.br)
 		},
 	}
-	srv.ServeHTTP(hc, r)
+	srv.ServeHTTP(up, r)
 }
 
 // rejectHandshake is the Handshake hook of a close-mode rejection. It

@@ -7,17 +7,16 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"sync"
 	"time"
-
-	"golang.org/x/net/websocket"
 
 	"wsauth/tokens"
 )
 
 // session is one open WebSocket and the token that keeps it open. It holds
-// no goroutine of its own besides the one serving it: expiry and pings are
-// timers.
+// one goroutine, which reads the connection (serve), and no more: expiry is
+// a timer, and pings are sent by the reader when the client is silent.
 //
 // # Staying authorized
 //
@@ -31,17 +30,19 @@ import (
 // # Dead peers and slow readers
 //
 // A peer can vanish without a FIN (cable pulled, NAT state dropped) or stop
-// reading. Three things bound what it costs:
-//   - every read has a deadline of PingInterval+WriteTimeout, reset by any
-//     frame the client sends, pongs included, and the server pings every
-//     PingInterval: a live client always answers within that, a dead one
-//     is dropped within PingInterval+WriteTimeout of its last frame;
+// reading. Two things bound what it costs:
+//   - a client that sends nothing, not even a pong, for PingInterval is
+//     pinged, and one that stays silent for WriteTimeout more is dropped;
+//     the rest of a frame that has started must arrive within
+//     PingInterval+WriteTimeout. Any frame the client sends, pongs
+//     included, starts the count again, so a live client is never dropped,
+//     and a dead one is dropped within PingInterval+WriteTimeout of its
+//     last frame. No connection goes unwritten-to for longer, so TCP
+//     keep-alive has nothing to add (cmd/wsauth turns it off);
 //   - every write has a deadline of WriteTimeout: a client that stops
 //     reading fills the socket buffers, the write fails, and the
 //     connection is dropped (a failed write may have sent half a frame, so
-//     nothing, not even a close frame, can follow it);
-//   - the listener's TCP keep-alive (net.Listen enables it, 15 s probes)
-//     lets the kernel notice a dead peer of a connection nobody writes to.
+//     nothing, not even a close frame, can follow it).
 //
 // # Closing
 //
@@ -50,21 +51,29 @@ import (
 // not destroy the close frame with a reset (RFC 6455 §7.1.1, §5.5.1).
 // Meanwhile it only reads: no message that arrives after its close frame
 // is handled.
+//
+// # Memory
+//
+// A silent connection holds its goroutine, parked in a read, this struct
+// with its 256-byte read buffer (connReader), and its expiry timer: no
+// 4 KiB reader or writer, no *http.Request. Buffers are borrowed from
+// pools while bytes are in flight.
 type session struct {
-	s  *Server
-	rl *logRecord
-	ip string // the handshake's client IP: a refresh's throttle key
+	s   *Server
+	log logRecord // the handshake's log line, written when the session ends
+	ip  string    // the handshake's client IP: a refresh's throttle key
 
-	ws *websocket.Conn
-	nc net.Conn // set once by serve; read by drop under ncMu, else under mu
+	nc net.Conn      // set once by start; read by drop under ncMu, else under mu or by serve's goroutine
+	in connReader    // serve's goroutine only
+	r  messageReader // serve's goroutine only
 
 	mu        sync.Mutex // guards the fields below, and orders writes
 	a         authorized // the principal and token now in force
 	expiry    *time.Timer
-	expiryGen uint64 // counts armExpiry calls, so that a stale timer does nothing
-	ping      *time.Timer
-	refreshes bucket // refresh attempts left (refreshBurst, refreshRefill); the zero value is full
-	closeSent bool   // no frame may be written any more
+	expiryGen uint64  // counts armExpiry calls, so that a stale timer does nothing
+	refreshes bucket  // refresh attempts left (refreshBurst, refreshRefill); the zero value is full
+	upgrade   *[]byte // the 101, not yet written: it goes out with the first frame
+	closeSent bool    // no frame may be written any more
 	closeCode int
 	pending   *closeError // a close asked for before the upgrade finished
 	finished  bool        // serve has returned: no timer may write
@@ -127,36 +136,111 @@ func expiresIn(exp, now time.Time) *int64 {
 	return &secs
 }
 
-// serve runs the connection until it closes: it greets the client, then
-// reads frames until the client closes, breaks the protocol, goes silent,
-// or the server closes it (expiry, revocation, shutdown).
-func (c *session) serve(ws *websocket.Conn, nc net.Conn, br *bufio.Reader) {
+// start takes the upgraded connection over and greets the client, on the
+// handler's goroutine, before serve's: nc, the reader the upgrade left (it
+// may hold what the client sent after its handshake), and a copy of the
+// request's log record, whose line the session writes when the connection
+// ends. The handler's copy is marked handed off, so that it writes none;
+// the 101 it holds goes out with the welcome, in one write. The welcome is
+// sent here because the handler's stack has already grown for the JSON
+// encoder: serve's goroutine starts small, and growing it costs a copy.
+//
+// start reports whether the connection goes on, for serve to read; when
+// not, it has ended it.
+func (c *session) start(nc net.Conn, br *bufio.Reader, rl *logRecord, ip string) bool {
 	c.mu.Lock()
 	c.ncMu.Lock()
-	c.ws, c.nc = ws, nc
+	c.nc = nc
 	dropped := c.dropped
 	c.ncMu.Unlock()
+	c.ip = ip
+	c.in.nc, c.in.renew = nc, c.renewReadDeadline
+	c.in.adopt(br)
+	if rl != nil {
+		c.upgrade, rl.upgrade = rl.upgrade, nil
+		rl.handedOff = true
+		c.log = *rl
+	}
 	p, pending := c.a.p, c.pending
 	c.armExpiry()
-	c.ping = time.AfterFunc(c.s.cfg.PingInterval, c.sendPing)
 	c.mu.Unlock()
-	defer c.stopTimers()
-	if dropped {
-		return
-	}
 
-	if pending != nil {
+	var err error
+	switch {
+	case dropped:
+		err = net.ErrClosed
+	case pending != nil:
 		c.close(pending.code, pending.reason)
-	} else if err := c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry),
-		ExpiresIn: expiresIn(p.Expiry, c.s.cfg.Now())}); err != nil && !errors.Is(err, errCloseSent) {
-		return
+	default:
+		err = c.send(welcomeMsg{Type: "welcome", Sub: p.Subject, Scope: p.Scopes, Exp: unixOrZero(p.Expiry),
+			ExpiresIn: expiresIn(p.Expiry, c.s.cfg.Now())})
 	}
-	c.finish(br, c.readLoop(br))
+	if err != nil && !errors.Is(err, errCloseSent) {
+		c.end()
+		return false
+	}
+	// The first wait's deadline is set here too: on serve's goroutine, the
+	// runtime's timer code would grow the stack past 2 KiB before it
+	// parks, and a connection that stays silent would keep 4.
+	c.setReadDeadline(c.s.cfg.PingInterval)
+	c.in.armed = true
+	return true
+}
+
+// serve runs the connection, on a goroutine of its own, until it closes:
+// it waits for the client's bytes (await) and reads the frames that came
+// (readLoop), over and over, until the client closes, breaks the protocol
+// or goes silent, or the server closes it (expiry, revocation, shutdown).
+// Then it ends the session.
+//
+// The wait is here, at the top of the goroutine's stack, so that a silent
+// connection parks its goroutine within the 2 KiB stack Go starts it
+// with; the frames of readLoop would take it past.
+func (c *session) serve() {
+	defer c.end()
+	err := c.readLoop()
+	for err == errWait {
+		if err = c.await(); err == nil {
+			err = c.readLoop()
+		}
+	}
+	c.finish(err)
+}
+
+// end closes the connection, writes the log line and leaves the registry.
+func (c *session) end() {
+	c.stopTimers()
 	c.mu.Lock()
-	if c.rl != nil {
-		c.rl.closeCode = c.closeCode
+	if c.upgrade != nil { // dropped before a frame went out
+		putFrameBuf(c.upgrade)
+		c.upgrade = nil
 	}
+	c.log.closeCode = c.closeCode
 	c.mu.Unlock()
+	c.nc.Close()
+	c.r.release()
+	c.in.close()
+	if c.log.handedOff {
+		growStack(0) // log/slog needs 8 KiB of stack
+		c.s.logRequest(context.Background(), &c.log)
+	}
+	c.s.conns.release(c)
+}
+
+// growStack grows the calling goroutine's stack to 8 KiB, unless it is
+// that large already, while the goroutine holds few frames. A goroutine
+// starts with 2 KiB and doubles its stack when a call needs more, copying
+// it and adjusting every frame on it: deep in a call chain that is a few
+// microseconds, about 2 % of a handshake's CPU each time (CPU profile,
+// docs/PERFORMANCE.md). It is called where a goroutine is known to go deep
+// next: net/http's for the upgrade, a session's for its log line. i is 0;
+// it keeps the compiler from dropping the array.
+//
+//go:noinline
+func growStack(i int) byte {
+	var pad [4 << 10]byte
+	pad[i] = 1
+	return pad[len(pad)-1-i]
 }
 
 // errServerClosed ends the read loop once the server has sent its close
@@ -168,11 +252,15 @@ var errServerClosed = errors.New("server sent its close frame")
 
 // readLoop reads client messages and control frames (messageReader) and
 // acts on each: it answers pings, echoes the client's close, and hands text
-// messages to handle. It returns nil when the closing handshake is done,
-// errServerClosed when the server closed first, a *closeError when the
-// client must be told why it is dropped, or the read error.
-func (c *session) readLoop(br *bufio.Reader) error {
-	r := messageReader{br: br, limit: c.s.cfg.MaxMessageBytes, frameStart: c.renewReadDeadline}
+// messages to handle. It returns errWait when the bytes that came are used
+// up, nil when the closing handshake is done, errServerClosed when the
+// server closed first, a *closeError when the client must be told why it is
+// dropped, or the read error.
+func (c *session) readLoop() error {
+	r := &c.r
+	if r.frameStart == nil {
+		*r = messageReader{limit: c.s.cfg.MaxMessageBytes, frameStart: c.nextFrame}
+	}
 	for {
 		if c.closing() {
 			return errServerClosed
@@ -183,15 +271,15 @@ func (c *session) readLoop(br *bufio.Reader) error {
 		}
 		switch op {
 		case opPing:
-			c.write(pongCodec, payload)
+			c.write(opPong, payload)
 		case opClose:
 			code, reason, err := parseClose(payload)
 			if err != nil {
 				return err
 			}
 			// §5.5.1: answer a close with a close, echoing its code;
-			// close does nothing if the server's close went first.
-			c.close(code, reason)
+			// answerClose does nothing if the server's close went first.
+			c.answerClose(code, reason)
 			return nil
 		case opText:
 			// The server's close may have gone out while the message
@@ -206,17 +294,58 @@ func (c *session) readLoop(br *bufio.Reader) error {
 	}
 }
 
-// renewReadDeadline sets the deadline for the next frame: RFC 6455 allows a
-// peer to vanish without a FIN, and a peer that sends nothing, not even the
-// pong to our ping, for PingInterval+WriteTimeout is dropped. After the
-// server's close frame the deadline is CloseTimeout's, which close set.
+// errWait is nextFrame's answer when no byte of the next frame has come:
+// readLoop returns, and serve waits.
+var errWait = errors.New("waiting for the client")
+
+// nextFrame is the messageReader's frameStart: the reader to read the next
+// frame from, or errWait when nothing is buffered. The frame has
+// PingInterval+WriteTimeout to arrive, renewed before the first read from
+// the connection it needs (connReader.Read): a frame that is already
+// buffered needs none.
+func (c *session) nextFrame() (*bufio.Reader, error) {
+	br := c.in.buffered()
+	if br == nil {
+		return nil, errWait
+	}
+	c.in.stale, c.in.armed = true, false
+	return br, nil
+}
+
+// await waits, without a read buffer (connReader.fill), for the client's
+// next bytes: for PingInterval, then it pings and waits WriteTimeout more.
+// A client that does not answer fails the read with a timeout: RFC 6455
+// allows a peer to vanish without a FIN. After the server's close frame
+// the deadline is CloseTimeout's, which close set.
+func (c *session) await() error {
+	if !c.in.armed {
+		c.setReadDeadline(c.s.cfg.PingInterval)
+	}
+	c.in.armed = false
+	err := c.in.fill()
+	if isTimeout(err) && c.write(opPing, nil) == nil {
+		c.setReadDeadline(c.s.cfg.WriteTimeout)
+		err = c.in.fill()
+	}
+	return err
+}
+
+// renewReadDeadline gives a frame in progress PingInterval+WriteTimeout.
 func (c *session) renewReadDeadline() {
+	c.setReadDeadline(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout)
+}
+
+// setReadDeadline sets the read deadline d from now, unless the server's
+// close frame has gone out, whose CloseTimeout stands.
+func (c *session) setReadDeadline(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.closeSent {
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.PingInterval + c.s.cfg.WriteTimeout))
+		c.nc.SetReadDeadline(time.Now().Add(d))
 	}
 }
+
+func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
 
 // closing reports whether the server has sent its close frame. It waits
 // for c.mu, which close holds until closeSent is set, so a frame the client
@@ -231,20 +360,20 @@ func (c *session) closing() bool {
 // sends the close a *closeError asks for, then reads what the client still
 // sends until its close frame or the deadline (drain), or, when the stream
 // is out of step, until the client hangs up (discard).
-func (c *session) finish(br *bufio.Reader, err error) {
+func (c *session) finish(err error) {
 	var ce *closeError
 	switch {
 	case errors.Is(err, errServerClosed):
-		c.drain(br)
+		c.drain()
 	case errors.As(err, &ce):
 		c.close(ce.code, ce.reason)
 		switch {
 		case ce.code == CloseProtocolError:
 			// The stream is out of step: its next bytes may be the rest
 			// of a frame, not a header.
-			c.discard(br)
-		case skipPayload(br, ce.skip) == nil:
-			c.drain(br)
+			c.discard()
+		case skipPayload(c.in.hold(), ce.skip) == nil:
+			c.drain()
 		}
 	}
 }
@@ -258,10 +387,7 @@ func (c *session) handle(msg []byte) error {
 			return c.refresh(m)
 		}
 	}
-	c.mu.Lock()
-	sub := c.a.p.Subject
-	c.mu.Unlock()
-	return c.sendEcho(sub, msg) // echo.go: echoMsg, encoded without allocating
+	return c.sendEcho(msg) // echo.go: echoMsg, encoded without allocating
 }
 
 // refresh moves the connection onto a new token of the same subject, so
@@ -404,15 +530,8 @@ func (c *session) expire(gen uint64) {
 	}
 }
 
-func (c *session) sendPing() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.finished || c.writeLocked(pingCodec, []byte(nil)) != nil {
-		return
-	}
-	c.ping.Reset(c.s.cfg.PingInterval)
-}
-
+// stopTimers marks the session finished, so that no timer or recheck
+// writes or arms anything, and stops the expiry timer.
 func (c *session) stopTimers() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -420,7 +539,6 @@ func (c *session) stopTimers() {
 	if c.expiry != nil {
 		c.expiry.Stop()
 	}
-	c.ping.Stop()
 }
 
 var errCloseSent = errors.New("close frame already sent")
@@ -433,31 +551,58 @@ func (c *session) send(v any) error {
 }
 
 func (c *session) sendLocked(v any) error {
-	return c.writeLocked(websocket.JSON, v)
+	p, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return c.writeLocked(opText, p)
 }
 
-// write sends one frame with codec; c.mu orders it with the close frame,
-// which must be the last frame sent (RFC 6455 §5.5.1).
-func (c *session) write(codec websocket.Codec, v any) error {
+// write sends one frame; c.mu orders it with the close frame, which must be
+// the last frame sent (RFC 6455 §5.5.1).
+func (c *session) write(op byte, payload []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.writeLocked(codec, v)
+	return c.writeLocked(op, payload)
 }
 
-func (c *session) writeLocked(codec websocket.Codec, v any) error {
+func (c *session) writeLocked(op byte, payload []byte) error {
 	if c.closeSent {
 		return errCloseSent
 	}
-	// A client that stops reading must not pin this goroutine.
-	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	if err := codec.Send(c.ws, v); err != nil {
+	bp := c.frameBuf()
+	*bp = append(appendFrameHeader(*bp, op, len(payload)), payload...)
+	err := c.flushLocked(*bp, true)
+	putFrameBuf(bp)
+	return err
+}
+
+// frameBuf returns the buffer to build the next frame in: the one holding
+// the 101 while it waits for the first frame, else an empty pooled one.
+// c.mu must be held.
+func (c *session) frameBuf() *[]byte {
+	if bp := c.upgrade; bp != nil {
+		c.upgrade = nil
+		return bp
+	}
+	return getFrameBuf()
+}
+
+// flushLocked writes b, all or part of a frame. start says a frame starts
+// with it: a client that stops reading must not pin the connection's
+// writer, so a frame has WriteTimeout to go out.
+func (c *session) flushLocked(b []byte, start bool) error {
+	if start {
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	}
+	_, err := c.nc.Write(b)
+	if err != nil {
 		// Part of the frame may have gone out: no frame can follow it, not
 		// even a close. Dropping the connection also ends the read loop.
 		c.closeSent = true
 		c.nc.Close()
-		return err
 	}
-	return nil
+	return err
 }
 
 // close sends the one close frame of this connection, with code and reason,
@@ -467,6 +612,19 @@ func (c *session) close(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closeLocked(code, reason)
+}
+
+// answerClose answers the client's close frame with the server's, unless
+// the server's went first. The closing handshake is then complete: no
+// read follows, and so no CloseTimeout.
+func (c *session) answerClose(code int, reason string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closeSent || c.finished {
+		return
+	}
+	c.writeLocked(opClose, closePayload(code, reason))
+	c.closeSent, c.closeCode = true, code
 }
 
 // closeFor closes the connection with the close code and reason of err's
@@ -484,7 +642,7 @@ func (c *session) closeForLocked(err error) {
 
 // closeLocked is close with c.mu held.
 func (c *session) closeLocked(code int, reason string) {
-	if c.ws == nil {
+	if c.nc == nil {
 		if c.pending == nil {
 			c.pending = &closeError{code: code, reason: reason}
 		}
@@ -493,7 +651,7 @@ func (c *session) closeLocked(code int, reason string) {
 	if c.closeSent || c.finished {
 		return
 	}
-	c.writeLocked(closeCodec, closePayload(code, reason))
+	c.writeLocked(opClose, closePayload(code, reason))
 	c.closeSent, c.closeCode = true, code
 	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.CloseTimeout))
 }
@@ -501,9 +659,9 @@ func (c *session) closeLocked(code int, reason string) {
 // drain reads, after the server's close frame, until the client's close
 // frame or the deadline, so that unread bytes do not make the kernel reset
 // the connection and lose the close frame on its way (RFC 6455 §7.1.1).
-func (c *session) drain(br *bufio.Reader) {
-	if _, ok := errors.AsType[*closeError](awaitClose(br)); ok {
-		c.discard(br) // the client's stream is out of step
+func (c *session) drain() {
+	if _, ok := errors.AsType[*closeError](awaitClose(c.in.hold())); ok {
+		c.discard() // the client's stream is out of step
 	}
 }
 
@@ -513,11 +671,11 @@ func (c *session) drain(br *bufio.Reader) {
 // side or the deadline passes. Returning at once would leave unread bytes,
 // and the reset they cause can destroy the close frame before the client
 // reads it.
-func (c *session) discard(br *bufio.Reader) {
+func (c *session) discard() {
 	if hc, ok := c.nc.(interface{ CloseWrite() error }); ok {
 		hc.CloseWrite() // TCP FIN; a TLS close_notify first
 	}
-	io.Copy(io.Discard, br)
+	io.Copy(io.Discard, c.in.hold())
 }
 
 // drop closes the TCP connection without a closing handshake: for a client

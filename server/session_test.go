@@ -72,7 +72,7 @@ func TestAnswersAboutAReplacedTokenDoNothing(t *testing.T) {
 func TestRecheckAfterEndArmsNoTimer(t *testing.T) {
 	t.Parallel()
 	s := New(Config{Validator: tokens.ValidatorFunc(nil)})
-	c := &session{s: s, a: authorized{token: "tok"}, ping: time.NewTimer(time.Hour)}
+	c := &session{s: s, a: authorized{token: "tok"}}
 	c.stopTimers()
 	c.recheck("tok", tokens.Principal{Subject: "alice", Scopes: []string{"ws"}, Expiry: time.Now().Add(time.Hour)}, nil)
 	c.mu.Lock()
@@ -132,7 +132,7 @@ func TestRecheckSweepKeepsToItsBudget(t *testing.T) {
 	const nTokens = 3 * recheckConcurrency
 	for i := range nTokens {
 		a := authorized{p: tokens.Principal{Subject: "alice", Scopes: []string{"ws"}}, token: fmt.Sprintf("token-%d", i), scope: "ws"}
-		sess, err := s.conns.reserve(a, nil)
+		sess, err := s.conns.reserve(a)
 		if err != nil {
 			t.Fatal(err)
 		}

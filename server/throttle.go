@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"hash"
 	"math"
 	"net/netip"
 	"sync"
@@ -38,6 +39,9 @@ type throttle struct {
 	refill time.Duration
 	now    func() time.Time
 	secret []byte
+	// macs holds HMAC-SHA256 states keyed with secret: hmac.New costs two
+	// SHA-256 states and the key schedule per request, Reset a copy.
+	macs sync.Pool
 
 	mu      sync.Mutex
 	buckets *lru[bucket]
@@ -94,9 +98,15 @@ func (t *throttle) keys(ip, token string) throttleKeys {
 		k.ip, k.site = "ip "+p64.String(), "ip "+p48.String()
 	}
 	if token != "" {
-		m := hmac.New(sha256.New, t.secret)
+		m, _ := t.macs.Get().(hash.Hash)
+		if m == nil {
+			m = hmac.New(sha256.New, t.secret)
+		}
 		m.Write([]byte(token))
-		k.token = "tok " + string(m.Sum(nil))
+		var sum [sha256.Size]byte
+		k.token = "tok " + string(m.Sum(sum[:0]))
+		m.Reset()
+		t.macs.Put(m)
 	}
 	return k
 }

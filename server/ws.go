@@ -16,6 +16,7 @@ import (
 // /ws that are not a WebSocket handshake this server speaks.
 func (s *Server) upgradeRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		growStack(0) // the checks, x/net's handshake and the welcome need 8 KiB
 		if err := checkUpgrade(r); err != nil {
 			s.writeError(w, r, err)
 			return
@@ -80,8 +81,13 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// websocket upgrades an authorized request and serves the connection. By the
+// websocket upgrades an authorized request and starts its session. By the
 // time it runs, the request has passed every check in auth.go.
+//
+// The session runs on a goroutine of its own, and the handler returns as
+// soon as the upgrade is done: net/http's goroutine, with its deep stack,
+// and the request, its headers and the 4 KiB reader and writer it hijacked
+// with, would otherwise live as long as the connection, idle or not.
 func (s *Server) websocket() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d, ok := decisionFrom(r.Context())
@@ -93,19 +99,29 @@ func (s *Server) websocket() http.Handler {
 			s.rejectByClose(w, r, d.refused) // close mode: reject.go
 			return
 		}
-		sess, err := s.conns.reserve(d.authorized, logRecordFrom(r.Context()))
+		sess, err := s.conns.reserve(d.authorized)
 		if err != nil {
 			s.writeError(w, r, err)
 			return
 		}
-		defer s.conns.release(sess)
-		sess.ip = s.clientIP(r) // before serve starts: read by its goroutine only
-		hc := &hijackCapture{ResponseWriter: w}
+		rl := logRecordFrom(r.Context())
+		if rl != nil {
+			rl.holdUpgrade = true // the 101 goes out with the welcome
+		}
+		up := &upgrade{ResponseWriter: w}
 		srv := websocket.Server{
 			Handshake: s.handshake,
-			Handler:   func(ws *websocket.Conn) { sess.serve(ws, hc.conn, hc.brw.Reader) },
+			Handler: func(*websocket.Conn) {
+				up.guard.kept = true // x/net closes the connection when this returns
+				if sess.start(up.conn, up.br, rl, s.requestIP(r)) {
+					go sess.serve()
+				}
+			},
 		}
-		srv.ServeHTTP(hc, r)
+		srv.ServeHTTP(up, r)
+		if !up.guard.kept {
+			s.conns.release(sess) // x/net refused the handshake
+		}
 	})
 }
 
@@ -146,18 +162,37 @@ func (s *Server) checkHandshake(cfg *websocket.Config, r *http.Request, decided 
 	return nil
 }
 
-// hijackCapture keeps the connection and buffered reader that
-// x/net/websocket hijacks, so that the server can read frames itself
-// (frames.go) and drop the TCP connection without the 1000 that
-// websocket.Conn.Close sends.
-type hijackCapture struct {
+// upgrade is the ResponseWriter that x/net/websocket upgrades through. It
+// keeps what the hijack hands over, so that the server can read and write
+// frames itself (frames.go): the connection, and the reader holding
+// whatever the client sent right after its handshake.
+type upgrade struct {
 	http.ResponseWriter
-	conn net.Conn
-	brw  *bufio.ReadWriter
+	conn  net.Conn
+	br    *bufio.Reader
+	guard closeGuard
 }
 
-func (h *hijackCapture) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	h.conn, h.brw = c, brw
-	return c, brw, err
+func (u *upgrade) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
+	if err != nil {
+		return c, brw, err
+	}
+	u.conn, u.br, u.guard.Conn = c, brw.Reader, c
+	return &u.guard, brw, nil
+}
+
+// closeGuard is the connection x/net/websocket gets. x/net closes it when
+// its Handler returns, which is right away once a session has taken the
+// connection over (kept): from then on the session closes it.
+type closeGuard struct {
+	net.Conn
+	kept bool
+}
+
+func (g *closeGuard) Close() error {
+	if g.kept {
+		return nil
+	}
+	return g.Conn.Close()
 }

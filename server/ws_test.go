@@ -1,9 +1,19 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
+	"context"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"wsauth/tokens"
 )
 
 // TestCheckUpgrade: checkUpgrade refuses, before any credential is looked
@@ -51,4 +61,106 @@ func TestCheckUpgrade(t *testing.T) {
 			t.Errorf("%s: checkUpgrade status = %d (%v); want %d", tc.name, got, err, tc.status)
 		}
 	}
+}
+
+// TestUpgradeAnswerGoesWithTheFirstFrame: the 101 that completes the
+// upgrade is not written alone but with the connection's first frame, in
+// one write: the welcome, or, in close mode, the close frame that refuses
+// the token. A write is a system call and, on loopback, a wakeup of the
+// client: the handshake's costliest steps. The log line still says 101.
+func TestUpgradeAnswerGoesWithTheFirstFrame(t *testing.T) {
+	t.Parallel()
+	alice := tokens.ValidatorFunc(func(_ context.Context, tok string) (tokens.Principal, error) {
+		if tok != "good" {
+			return tokens.Principal{}, tokens.ErrInvalid
+		}
+		return tokens.Principal{Subject: "alice", Scopes: []string{"ws"}}, nil
+	})
+	for _, tc := range []struct {
+		name, mode, token string
+		first             []byte // the first frame's start, right after the 101's blank line
+	}{
+		{"welcome", RejectHTTP, "good", []byte{0x81}},
+		{"close mode's refusal", RejectClose, "bad", []byte{0x88, byte(2 + len("invalid, expired or revoked token")), 0x0b, 0xb8}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var logs syncBuffer
+			s := New(Config{Validator: alice, WSReject: tc.mode, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			ts := httptest.NewUnstartedServer(s)
+			wl := &writesListener{Listener: ts.Listener}
+			ts.Listener = wl
+			ts.Start()
+			defer ts.Close()
+
+			nc, err := net.Dial("tcp", ts.Listener.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			nc.SetDeadline(time.Now().Add(10 * time.Second))
+			nc.Write([]byte("GET /ws?token=" + tc.token + " HTTP/1.1\r\nHost: " + ts.Listener.Addr().String() + "\r\n" +
+				"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
+			br := bufio.NewReader(nc)
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("handshake: %v, %v; want 101", resp, err)
+			}
+			if head, err := br.Peek(len(tc.first)); err != nil || !bytes.Equal(head, tc.first) {
+				t.Fatalf("first frame starts % x, %v; want % x", head, err, tc.first)
+			}
+			if got := wl.firstWrite(); !bytes.HasPrefix(got, []byte("HTTP/1.1 101 ")) ||
+				!bytes.Contains(got, append([]byte("\r\n\r\n"), tc.first...)) {
+				t.Errorf("the server's first write: %q; want the 101 and the first frame together", got)
+			}
+			nc.Write([]byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8}) // close 1000, mask 0
+			deadline := time.Now().Add(10 * time.Second)
+			for !strings.Contains(logs.String(), "msg=request") {
+				if time.Now().After(deadline) {
+					t.Fatalf("no request log line after 10 s: %q", logs.String())
+				}
+				<-time.After(10 * time.Millisecond) // polling with a deadline
+			}
+			if !strings.Contains(logs.String(), " status=101 ") {
+				t.Errorf("log %q; want status=101", logs.String())
+			}
+		})
+	}
+}
+
+// writesListener records the writes to the connections it accepts.
+type writesListener struct {
+	net.Listener
+	mu     sync.Mutex
+	writes [][]byte
+}
+
+func (l *writesListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &writesConn{Conn: c, l: l}, nil
+}
+
+func (l *writesListener) firstWrite() []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.writes) == 0 {
+		return nil
+	}
+	return l.writes[0]
+}
+
+type writesConn struct {
+	net.Conn
+	l *writesListener
+}
+
+func (c *writesConn) Write(p []byte) (int, error) {
+	c.l.mu.Lock()
+	c.l.writes = append(c.l.writes, bytes.Clone(p))
+	c.l.mu.Unlock()
+	return c.Conn.Write(p)
 }

@@ -21,14 +21,24 @@ const (
 	DefaultMaxReplyBytes = 64 << 10
 )
 
+// MaxConnsPerHost bounds the connections the shared client of
+// Introspectors without an HTTPClient opens to one token system: in use,
+// being dialed and idle together. Past it, a call waits for a connection
+// (within its Timeout). A server's connections to the token system count
+// against the same open-files limit as its clients' WebSockets, and a
+// reconnect storm of tokens the cache has not seen would otherwise open
+// one per handshake in flight.
+const MaxConnsPerHost = 64
+
 // defaultClient is shared by every Introspector without an HTTPClient, so
 // connections to the token system are reused. net/http keeps only two idle
 // connections per host by default, which under concurrent validations means
-// a new TCP (and TLS) handshake for most calls.
+// a new TCP (and TLS) handshake for most calls; it keeps up to all of them.
 var defaultClient = &http.Client{
 	Transport: func() http.RoundTripper {
 		t := http.DefaultTransport.(*http.Transport).Clone()
-		t.MaxIdleConnsPerHost = 64
+		t.MaxConnsPerHost = MaxConnsPerHost
+		t.MaxIdleConnsPerHost = MaxConnsPerHost
 		return t
 	}(),
 	// The token system has no business redirecting an introspection call;
@@ -67,7 +77,7 @@ type Introspector struct {
 	Audience         string
 	AllowedClientIDs []string
 
-	HTTPClient    *http.Client     // nil means a shared client that reuses connections
+	HTTPClient    *http.Client     // nil means a shared client that reuses connections, at most MaxConnsPerHost per host
 	Timeout       time.Duration    // per call; 0 means DefaultTimeout
 	MaxReplyBytes int64            // 0 means DefaultMaxReplyBytes
 	Now           func() time.Time // nil means time.Now; judges "exp"

@@ -3,10 +3,13 @@ package tokens_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -362,4 +365,86 @@ func TestIntrospectorProbe(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSharedClientBoundsConnections: Introspectors without an HTTPClient
+// open at most MaxConnsPerHost connections to one token system, however
+// many calls are in flight: the others wait for a connection and are
+// answered over the same ones. A server's outbound connections count
+// against the open-files limit its WebSockets need.
+func TestSharedClientBoundsConnections(t *testing.T) {
+	t.Parallel()
+	const calls = 3 * tokens.MaxConnsPerHost
+	release := make(chan struct{})
+	var blocked sync.WaitGroup
+	blocked.Add(tokens.MaxConnsPerHost)
+	var once sync.Once
+	var mu sync.Mutex
+	inCall := 0
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if inCall++; inCall <= tokens.MaxConnsPerHost {
+			blocked.Done()
+		}
+		mu.Unlock()
+		<-release
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"active":true,"sub":"alice","exp":%d}`, time.Now().Add(time.Hour).Unix())
+	}))
+	cl := &countingListener{Listener: ts.Listener}
+	ts.Listener = cl
+	ts.Start()
+	defer ts.Close()
+	defer once.Do(func() { close(release) })
+
+	in := &tokens.Introspector{URL: ts.URL, ClientID: "wsauth", ClientSecret: "s3cret", Timeout: 30 * time.Second}
+	errs := make(chan error, calls)
+	for i := range calls {
+		go func() {
+			_, err := in.Validate(context.Background(), "token-"+strings.Repeat("x", i%7))
+			errs <- err
+		}()
+	}
+	blocked.Wait() // MaxConnsPerHost calls hold their connections
+	// A call past the bound would dial a connection of its own: give the
+	// others time to try (a bound on waiting, not a synchronization).
+	deadline := time.Now().Add(300 * time.Millisecond)
+	for time.Now().Before(deadline) && cl.accepted() <= tokens.MaxConnsPerHost {
+		<-time.After(10 * time.Millisecond)
+	}
+	if n := cl.accepted(); n > tokens.MaxConnsPerHost {
+		t.Errorf("%d calls in flight opened %d connections; want at most MaxConnsPerHost (%d)", calls, n, tokens.MaxConnsPerHost)
+	}
+	once.Do(func() { close(release) })
+	for range calls {
+		if err := <-errs; err != nil {
+			t.Errorf("Validate: %v; want nil once connections free up", err)
+		}
+	}
+	if n := cl.accepted(); n > tokens.MaxConnsPerHost {
+		t.Errorf("%d calls opened %d connections; want at most %d", calls, n, tokens.MaxConnsPerHost)
+	}
+}
+
+// countingListener counts the connections it accepts.
+type countingListener struct {
+	net.Listener
+	mu sync.Mutex
+	n  int
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err == nil {
+		l.mu.Lock()
+		l.n++
+		l.mu.Unlock()
+	}
+	return c, err
+}
+
+func (l *countingListener) accepted() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n
 }

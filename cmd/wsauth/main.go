@@ -94,7 +94,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer stopAdmin()
 	}
-	ln, err := net.Listen("tcp", o.addr)
+	ln, err := listen(ctx, o.addr)
 	if err != nil {
 		return err
 	}

@@ -90,7 +90,7 @@ type peer struct {
 	path string // its binary; empty for the built-in xnet peer
 }
 
-// peerTitles name the known peers in the table as issue 16 does.
+// peerTitles name the known peers in the table as docs/PERFORMANCE.md does.
 var peerTitles = map[string]string{
 	"xnet":    "bare `x/net/websocket`, no auth",
 	"gorilla": "gorilla/websocket + the same cached introspection",
@@ -158,7 +158,7 @@ func parseFlags(args []string, out io.Writer, canPin bool) (options, error) {
 	fs.DurationVar(&o.run, "run", time.Second, "length of one handshake or echo run")
 	fs.IntVar(&o.workers, "workers", 4, "handshake workers")
 	fs.IntVar(&o.echoConns, "echo-conns", 50, "echo connections")
-	fs.IntVar(&o.idleConns, "idle-conns", 2000, "idle connections held for the memory figure (10000 for the issue's target)")
+	fs.IntVar(&o.idleConns, "idle-conns", 2000, "idle connections held for the memory figure (10000 for the 12 KiB target)")
 	fs.IntVar(&o.memPairs, "mem-pairs", 3, "pairs of memory measurements, each on fresh server processes")
 	fs.StringVar(&figures, "figures", strings.Join(allFigures, ","), "figures to measure: handshake, echo, memory")
 	fs.BoolVar(&pin, "pin", canPin, "pin the server and the load to different CPUs with taskset")
@@ -287,7 +287,11 @@ func pinning(o options) string {
 type row struct {
 	peer                 peer
 	handshake, echo, mem summary
-	has                  map[string]bool
+	// Server CPU per operation, per-pair ratios wsauth/peer: less moved
+	// than rates by a neighbour's load, which takes CPU time from a run
+	// but adds little to what each operation costs.
+	handshakeCPU, echoCPU summary
+	has                   map[string]bool
 	// Server CPU per handshake and its share in the kernel, over all runs.
 	cpuA, cpuB time.Duration
 	sysA, sysB float64
@@ -354,7 +358,7 @@ func (e *env) comparePeer(ctx context.Context, p peer, stdout io.Writer) (row, [
 					return r, logs, err
 				}
 			}
-			var ra, rb []float64
+			var ra, rb, ca, cb []float64 // rates, and server CPU per operation
 			var cpu [2]struct{ user, sys time.Duration }
 			var ops [2]int64
 			for i := range o.pairs {
@@ -373,6 +377,7 @@ func (e *env) comparePeer(ctx context.Context, p peer, stdout io.Writer) (row, [
 					ops[k] += res[k].ops
 				}
 				ra, rb = append(ra, res[0].rate), append(rb, res[1].rate)
+				ca, cb = append(ca, res[0].cpuPerOp()), append(cb, res[1].cpuPerOp())
 				fmt.Fprintf(stdout, "  %s pair %d: wsauth %.0f/s, %s %.0f/s\n", fig, i+1, res[0].rate, p.name, res[1].rate)
 			}
 			sm, err := summarize(ra, rb)
@@ -380,12 +385,16 @@ func (e *env) comparePeer(ctx context.Context, p peer, stdout io.Writer) (row, [
 				return r, logs, fmt.Errorf("%s: %w", fig, err)
 			}
 			r.has[fig] = true
+			cs, err := summarize(ca, cb)
+			if err != nil {
+				return r, logs, fmt.Errorf("%s CPU: %w", fig, err)
+			}
 			if fig == "handshake" {
-				r.handshake = sm
+				r.handshake, r.handshakeCPU = sm, cs
 				r.cpuA, r.sysA = perOp(cpu[0].user, cpu[0].sys, ops[0])
 				r.cpuB, r.sysB = perOp(cpu[1].user, cpu[1].sys, ops[1])
 			} else {
-				r.echo = sm
+				r.echo, r.echoCPU = sm, cs
 			}
 		}
 		a.stop()
@@ -437,6 +446,14 @@ type rateResult struct {
 	rate      float64
 	ops       int64
 	user, sys time.Duration
+}
+
+// cpuPerOp is the server's CPU time per operation, in seconds.
+func (r rateResult) cpuPerOp() float64 {
+	if r.ops == 0 {
+		return 0
+	}
+	return (r.user + r.sys).Seconds() / float64(r.ops)
 }
 
 // measureRate runs one load against s. A run with any failure is an error:
@@ -547,7 +564,7 @@ func checkLogs(paths, tokens []string) error {
 	return nil
 }
 
-// printTable prints the table in issue 16's shape.
+// printTable prints the table in docs/PERFORMANCE.md's shape.
 func printTable(w io.Writer, o options, rows []row) {
 	fmt.Fprintf(w, "\n| wsauth vs | handshake | echo | idle memory per connection (RSS, %s held) |\n|---|---|---|---|\n",
 		thousands(o.idleConns))
@@ -567,12 +584,13 @@ func printTable(w io.Writer, o options, rows []row) {
 	fmt.Fprintf(w, "\nMedians of the per-pair ratios wsauth/peer, interquartile range in brackets; memory: the medians of each side, then the ratio.\n")
 	for _, r := range rows {
 		if r.has["handshake"] {
-			fmt.Fprintf(w, "%s: handshakes %.0f/s vs %.0f/s; server CPU per handshake %.0f µs (%.0f %% in the kernel) vs %.0f µs (%.0f %%)\n",
+			fmt.Fprintf(w, "%s: handshakes %.0f/s vs %.0f/s; server CPU per handshake %.0f µs (%.0f %% in the kernel) vs %.0f µs (%.0f %%), per-pair ratio %s\n",
 				r.peer.name, r.handshake.medianA, r.handshake.medianB,
-				float64(r.cpuA)/1e3, 100*r.sysA, float64(r.cpuB)/1e3, 100*r.sysB)
+				float64(r.cpuA)/1e3, 100*r.sysA, float64(r.cpuB)/1e3, 100*r.sysB, r.handshakeCPU.ratioString())
 		}
 		if r.has["echo"] {
-			fmt.Fprintf(w, "%s: echoes %.0f/s vs %.0f/s\n", r.peer.name, r.echo.medianA, r.echo.medianB)
+			fmt.Fprintf(w, "%s: echoes %.0f/s vs %.0f/s; server CPU per echo, per-pair ratio %s\n",
+				r.peer.name, r.echo.medianA, r.echo.medianB, r.echoCPU.ratioString())
 		}
 	}
 }

@@ -59,7 +59,7 @@ func quantile(xs []float64, q float64) float64 {
 	return s[lo] + frac*(s[lo+1]-s[lo])
 }
 
-// ratioString prints a summary as the tables do: "0.76 (0.71–0.80)".
+// ratioString prints a summary as docs/PERFORMANCE.md's tables do: "0.76 (0.71–0.80)".
 func (s summary) ratioString() string {
 	return fmt.Sprintf("%.2f (%.2f–%.2f)", s.median, s.q1, s.q3)
 }

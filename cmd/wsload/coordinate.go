@@ -95,13 +95,13 @@ func coordinate(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := checkServerFiles(srv.pid(), ssoft, shard, o.conns, o.concurrency*o.procs); err != nil {
+	if err := checkServerFiles(srv.pid(), ssoft, shard, o.conns); err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "wsload: %d connections from %d processes to %s (pid %d, %s), %d tokens, recheck %v, hold %v, %.0f msg/s\n",
 		o.conns, o.procs, o.spawn, srv.pid(), srv.url, o.nTokens, o.recheck, o.hold, o.msgRate)
 	fmt.Fprintf(stdout, "limits: load processes %d open files each (hard %d) for %d connections; ephemeral ports %d–%d × %d source address(es); server %d open files (hard %d) for %d + up to %d to the token system: enough\n",
-		soft, hard, shares[0], lo, hi, max(1, len(o.sources)), ssoft, shard, o.conns, max(o.concurrency*o.procs, serverOutbound))
+		soft, hard, shares[0], lo, hi, max(1, len(o.sources)), ssoft, shard, o.conns, serverOutbound)
 
 	rssBefore, err := processRSS(srv.pid())
 	if err != nil {

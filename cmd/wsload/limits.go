@@ -6,6 +6,8 @@ import (
 	"os"
 	"strconv"
 	"strings"
+
+	"wsauth/tokens"
 )
 
 // The limits a many-connection run meets, each checked before the first
@@ -16,11 +18,11 @@ import (
 // runtime's epoll and pipe, a listener, a log file, a few HTTP clients.
 const fdHeadroom = 64
 
-// serverOutbound bounds the connections wsauth keeps to the token system
-// besides those in flight: tokens.Introspector's shared client keeps 64
-// idle, and a recheck sweep has 8 calls in flight. They count against the
-// same open-files limit as the WebSockets.
-const serverOutbound = 64 + 8
+// serverOutbound bounds wsauth's connections to the token system, in use
+// and idle: tokens.Introspector's shared client opens at most
+// tokens.MaxConnsPerHost to it, recheck sweeps included. They count
+// against the same open-files limit as the WebSockets.
+const serverOutbound = tokens.MaxConnsPerHost
 
 // limitError is a limit that stops a run: which, and what would lift it.
 type limitError struct {
@@ -122,22 +124,21 @@ func procOpenFiles(pid int) (soft, hard uint64, err error) {
 
 // checkServerFiles checks that a server with open-files limit soft can
 // hold conns WebSockets, its own outbound connections to the token system
-// (up to inflight introspections at once while connections open, and
-// serverOutbound kept), and its listener and log.
-func checkServerFiles(pid int, soft, hard uint64, conns, inflight int) error {
-	need := uint64(conns + max(inflight, serverOutbound) + fdHeadroom)
+// (serverOutbound), and its listener and log.
+func checkServerFiles(pid int, soft, hard uint64, conns int) error {
+	need := uint64(conns + serverOutbound + fdHeadroom)
 	if need <= soft {
 		return nil
 	}
 	fix := "raise it before starting the server (ulimit -n; Go raises its soft limit to the hard one)"
 	if need > hard {
 		fix = fmt.Sprintf("the hard limit is %d: one server process cannot hold %d connections here; run fewer (-conns %d) or raise the hard limit (limits.conf, LimitNOFILE=)",
-			hard, conns, int(soft)-max(inflight, serverOutbound)-fdHeadroom)
+			hard, conns, int(soft)-serverOutbound-fdHeadroom)
 	}
 	return &limitError{
 		limit: fmt.Sprintf("the server's open-files limit (/proc/%d/limits)", pid),
 		have:  fmt.Sprintf("it is %d", soft),
-		need:  fmt.Sprintf("%d (%d WebSockets + up to %d to the token system + %d)", need, conns, max(inflight, serverOutbound), fdHeadroom),
+		need:  fmt.Sprintf("%d (%d WebSockets + up to %d to the token system + %d)", need, conns, serverOutbound, fdHeadroom),
 		fix:   fix,
 	}
 }

@@ -6,7 +6,7 @@
 //
 // Tokens come from a fake token service's admin API (POST /admin/tokens) or
 // from -token. For example, with the server and the fake started as in
-// README.md:
+// docs/PERFORMANCE.md ("In process"):
 //
 //	wsload -url http://127.0.0.1:8080 -tokensvc http://127.0.0.1:8081 \
 //	    -conns 10000 -tokens 100 -hold 30s -msg-rate 1000 \
@@ -204,7 +204,7 @@ func checkLimits(o options, totalConns int) error {
 		}
 		// The server may ask the token system about as many tokens at
 		// once as there are handshakes in flight.
-		if err := checkServerFiles(o.serverPID, soft, hard, totalConns, o.concurrency); err != nil {
+		if err := checkServerFiles(o.serverPID, soft, hard, totalConns); err != nil {
 			return err
 		}
 	}

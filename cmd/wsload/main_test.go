@@ -201,9 +201,9 @@ func TestLimits(t *testing.T) {
 		{"ports enough", checkPorts(19_000, 0, 32768, 60999), ""},
 		{"ports short", checkPorts(30_000, 1, 32768, 60999), "at least 2 loopback source addresses"},
 		{"ports with sources", checkPorts(30_000, 2, 32768, 60999), ""},
-		{"server files enough", checkServerFiles(7, 20_000, 20_000, 19_000, 100), ""},
-		{"server files past the hard limit", checkServerFiles(7, 20_000, 20_000, 19_950, 100), "/proc/7/limits"},
-		{"server files below the hard limit", checkServerFiles(7, 1024, 20_000, 19_000, 100), "raise it before starting the server"},
+		{"server files enough", checkServerFiles(7, 20_000, 20_000, 19_000), ""},
+		{"server files past the hard limit", checkServerFiles(7, 20_000, 20_000, 19_950), "/proc/7/limits"},
+		{"server files below the hard limit", checkServerFiles(7, 1024, 20_000, 19_000), "raise it before starting the server"},
 	}
 	for _, tc := range tests {
 		switch {
