@@ -221,26 +221,9 @@ func (c *session) end() {
 	c.r.release()
 	c.in.close()
 	if c.log.handedOff {
-		growStack(0) // log/slog needs 8 KiB of stack
 		c.s.logRequest(context.Background(), &c.log)
 	}
 	c.s.conns.release(c)
-}
-
-// growStack grows the calling goroutine's stack to 8 KiB, unless it is
-// that large already, while the goroutine holds few frames. A goroutine
-// starts with 2 KiB and doubles its stack when a call needs more, copying
-// it and adjusting every frame on it: deep in a call chain that is a few
-// microseconds, about 2 % of a handshake's CPU each time (CPU profile,
-// docs/PERFORMANCE.md). It is called where a goroutine is known to go deep
-// next: net/http's for the upgrade, a session's for its log line. i is 0;
-// it keeps the compiler from dropping the array.
-//
-//go:noinline
-func growStack(i int) byte {
-	var pad [4 << 10]byte
-	pad[i] = 1
-	return pad[len(pad)-1-i]
 }
 
 // errServerClosed ends the read loop once the server has sent its close

@@ -16,7 +16,6 @@ import (
 // /ws that are not a WebSocket handshake this server speaks.
 func (s *Server) upgradeRequest(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		growStack(0) // the checks, x/net's handshake and the welcome need 8 KiB
 		if err := checkUpgrade(r); err != nil {
 			s.writeError(w, r, err)
 			return
