@@ -73,10 +73,16 @@ type session struct {
 	expiryGen uint64  // counts armExpiry calls, so that a stale timer does nothing
 	refreshes bucket  // refresh attempts left (refreshBurst, refreshRefill); the zero value is full
 	upgrade   *[]byte // the 101, not yet written: it goes out with the first frame
-	closeSent bool    // no frame may be written any more
-	closeCode int
-	pending   *closeError // a close asked for before the upgrade finished
-	finished  bool        // serve has returned: no timer may write
+	// The connection's deadlines as last set, so that one set a moment ago
+	// is not set again (deadlineSlack): the read deadline and the wait it
+	// was set for, and the write deadline.
+	readDeadline  time.Time
+	readWait      time.Duration
+	writeDeadline time.Time
+	closeSent     bool // no frame may be written any more
+	closeCode     int
+	pending       *closeError // a close asked for before the upgrade finished
+	finished      bool        // serve has returned: no timer may write
 
 	// ncMu lets drop close the connection while mu is held by a write that
 	// waits for a client that does not read.
@@ -323,9 +329,25 @@ func (c *session) renewReadDeadline() {
 func (c *session) setReadDeadline(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.closeSent {
-		c.nc.SetReadDeadline(time.Now().Add(d))
+	if c.closeSent {
+		return
 	}
+	at := time.Now().Add(d)
+	if d == c.readWait && c.readDeadline.After(at.Add(-deadlineSlack(d))) {
+		return // set for the same wait a moment ago: it stands
+	}
+	c.readDeadline, c.readWait = at, d
+	c.nc.SetReadDeadline(at)
+}
+
+// deadlineSlack is how much earlier than asked a deadline may fall: one set
+// for the same wait less than this long ago is not set again. Setting a
+// deadline updates a runtime timer, and a busy connection would otherwise
+// do it twice per message (a wait before it, a write after it), for a
+// change of microseconds in when a silent client is pinged or a stalled
+// write fails. An eighth of d, and at most a second.
+func deadlineSlack(d time.Duration) time.Duration {
+	return min(d/8, time.Second)
 }
 
 func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }
@@ -576,7 +598,12 @@ func (c *session) frameBuf() *[]byte {
 // writer, so a frame has WriteTimeout to go out.
 func (c *session) flushLocked(b []byte, start bool) error {
 	if start {
-		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		// A frame has WriteTimeout to go out, give or take deadlineSlack.
+		w := c.s.cfg.WriteTimeout
+		if at := time.Now().Add(w); !c.writeDeadline.After(at.Add(-deadlineSlack(w))) {
+			c.writeDeadline = at
+			c.nc.SetWriteDeadline(at)
+		}
 	}
 	_, err := c.nc.Write(b)
 	if err != nil {
