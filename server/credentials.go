@@ -80,49 +80,38 @@ var (
 func extractCredential(r *http.Request, accepted source, cookieName string) (credential, error) {
 	var found credential
 	take := func(value string, src source) error {
-		if accepted&src == 0 {
-			if src == fromQuery {
-				return errQueryTokenOff
-			}
+		switch {
+		case value == "":
+			return nil
+		case accepted&src == 0 && src == fromQuery:
+			return errQueryTokenOff
+		case accepted&src == 0:
 			return errSourceNotAccepted
-		}
-		if found.source != 0 && found.value != value {
+		case found.source != 0 && found.value != value:
 			return errTwoCredentials
-		}
-		if found.source == 0 {
+		case found.source == 0:
 			found = credential{value: value, source: src}
 		}
 		return nil
 	}
 
-	switch auth := r.Header.Values("Authorization"); len(auth) {
-	case 0:
-	case 1:
-		// RFC 7235 §2.1: the scheme is case-insensitive. Other schemes are
-		// not ours and count as no credential.
-		scheme, rest, _ := strings.Cut(auth[0], " ")
-		if strings.EqualFold(scheme, "Bearer") {
-			token := strings.Trim(rest, " ")
-			if token == "" {
-				return credential{}, errEmptyBearer
-			}
-			if err := take(token, fromBearer); err != nil {
-				return credential{}, err
-			}
-		}
-	default:
-		return credential{}, errTwoAuthHeaders
+	bearer, err := bearerToken(r.Header)
+	if err != nil {
+		return credential{}, err
+	}
+	if err := take(bearer, fromBearer); err != nil {
+		return credential{}, err
 	}
 
-	if token, offered, err := subprotocolToken(r.Header); err != nil {
+	proto, offered, err := subprotocolToken(r.Header)
+	if err != nil {
 		return credential{}, err
-	} else if token != "" {
-		if !offered {
-			return credential{}, errNoSubprotocol
-		}
-		if err := take(token, fromSubprotocol); err != nil {
-			return credential{}, err
-		}
+	}
+	if proto != "" && !offered {
+		return credential{}, errNoSubprotocol
+	}
+	if err := take(proto, fromSubprotocol); err != nil {
+		return credential{}, err
 	}
 
 	if r.URL.RawQuery != "" {
@@ -139,17 +128,12 @@ func extractCredential(r *http.Request, accepted source, cookieName string) (cre
 			name string
 			src  source
 		}{{"token", fromQuery}, {"ticket", fromTicket}} {
-			switch v := q[p.name]; len(v) {
-			case 0:
-			case 1:
-				if v[0] == "" {
-					return credential{}, errEmptyParam
-				}
-				if err := take(v[0], p.src); err != nil {
-					return credential{}, err
-				}
-			default:
-				return credential{}, errRepeatedParam
+			v, err := queryParam(q, p.name)
+			if err != nil {
+				return credential{}, err
+			}
+			if err := take(v, p.src); err != nil {
+				return credential{}, err
 			}
 		}
 	}
@@ -158,26 +142,78 @@ func extractCredential(r *http.Request, accepted source, cookieName string) (cre
 	}
 
 	if accepted&fromCookie != 0 {
-		n := 0
-		for _, line := range r.Header["Cookie"] {
-			n += strings.Count(line, ";") + 1
+		v, err := cookieToken(r, cookieName)
+		if err != nil {
+			return credential{}, err
 		}
-		if n > maxCookies {
-			return credential{}, errTooManyCookies
-		}
-		// A cookie is keyed by name, host and path, not port: a page on
-		// another port of this host, or one that set a narrower Path, can
-		// plant a second cookie of this name, which the browser sends
-		// first (RFC 6265 §5.4), so that the victim's page runs as the
-		// planter. Which one the user meant cannot be known: refuse.
-		switch cs := r.CookiesNamed(cookieName); {
-		case len(cs) > 1:
-			return credential{}, errRepeatedCookie
-		case len(cs) == 1 && cs[0].Value != "":
-			return credential{value: cs[0].Value, source: fromCookie}, nil
+		if v != "" {
+			return credential{value: v, source: fromCookie}, nil
 		}
 	}
 	return credential{}, errNoCredential
+}
+
+// bearerToken returns the token of the request's Authorization: Bearer
+// header, "" when there is no Authorization header or it names another
+// scheme: those are not ours, and count as no credential. The scheme is
+// case-insensitive (RFC 7235 §2.1).
+func bearerToken(h http.Header) (string, error) {
+	auth := h.Values("Authorization")
+	switch {
+	case len(auth) == 0:
+		return "", nil
+	case len(auth) > 1:
+		return "", errTwoAuthHeaders
+	}
+	scheme, rest, _ := strings.Cut(auth[0], " ")
+	if !strings.EqualFold(scheme, "Bearer") {
+		return "", nil
+	}
+	token := strings.Trim(rest, " ")
+	if token == "" {
+		return "", errEmptyBearer
+	}
+	return token, nil
+}
+
+// queryParam returns the one value of the query parameter name, "" when
+// it is absent. Empty or repeated, it is an error.
+func queryParam(q url.Values, name string) (string, error) {
+	switch v := q[name]; len(v) {
+	case 0:
+		return "", nil
+	case 1:
+		if v[0] == "" {
+			return "", errEmptyParam
+		}
+		return v[0], nil
+	default:
+		return "", errRepeatedParam
+	}
+}
+
+// cookieToken returns the value of the cookie name, "" when there is none.
+//
+// A cookie is keyed by name, host and path, not port: a page on another
+// port of this host, or one that set a narrower Path, can plant a second
+// cookie of this name, which the browser sends first (RFC 6265 §5.4), so
+// that the victim's page runs as the planter. Which one the user meant
+// cannot be known: two are refused.
+func cookieToken(r *http.Request, name string) (string, error) {
+	n := 0
+	for _, line := range r.Header["Cookie"] {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > maxCookies {
+		return "", errTooManyCookies
+	}
+	switch cs := r.CookiesNamed(name); {
+	case len(cs) > 1:
+		return "", errRepeatedCookie
+	case len(cs) == 1:
+		return cs[0].Value, nil
+	}
+	return "", nil
 }
 
 // subprotocolToken returns the token of a wsauth.bearer.<token> entry in the
