@@ -93,8 +93,7 @@ type answer struct {
 
 // answerFor is the one table from error to answer (RFC 6750 §3 for the
 // challenges; close codes in frames.go). Anything it does not know is a
-// 500. The more specific errors come first: a ticket error is also
-// tokens.ErrInvalid.
+// 500.
 func answerFor(err error) answer {
 	var (
 		bad   *badRequestError
@@ -102,35 +101,22 @@ func answerFor(err error) answer {
 		up    *upgradeError
 		thr   *throttledError
 	)
-	const (
-		invalidDesc = "the token is invalid, expired or revoked"
-		scopeDesc   = "the token lacks the scope "
-	)
 	switch {
 	case errors.Is(err, errNoCredential):
 		// RFC 6750 §3.1: no error code when the request had no credential.
 		return answer{status: 401, code: "missing_token", challenge: true,
 			desc:      "send a bearer token, a token cookie or a one-time ticket",
 			closeCode: CloseUnauthorized, closeReason: "missing token"}
-	case errors.Is(err, errTicketMalformed), errors.Is(err, errTicketForged),
-		errors.Is(err, errTicketExpired), errors.Is(err, errTicketReplayed):
-		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
-			closeCode: CloseUnauthorized, closeReason: "invalid, expired or used ticket"}
-	case errors.Is(err, errTokenExpired):
-		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
-			closeCode: CloseUnauthorized, closeReason: "token expired"}
-	case errors.Is(err, errTokenRevoked):
-		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
-			closeCode: CloseUnauthorized, closeReason: "token revoked"}
 	case errors.Is(err, tokens.ErrInvalid):
-		return answer{status: 401, code: "invalid_token", challenge: true, desc: invalidDesc,
-			closeCode: CloseUnauthorized, closeReason: "invalid, expired or revoked token"}
+		return answer{status: 401, code: "invalid_token", challenge: true,
+			desc:      "the token is invalid, expired or revoked",
+			closeCode: CloseUnauthorized, closeReason: invalidReason(err)}
 	case errors.As(err, &scope):
 		reason := "insufficient scope: token lacks " + scope.scope
 		if scope.lost {
 			reason = "insufficient scope"
 		}
-		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: scope.scope, desc: scopeDesc + scope.scope,
+		return answer{status: 403, code: "insufficient_scope", challenge: true, scope: scope.scope, desc: "the token lacks the scope " + scope.scope,
 			closeCode: CloseForbidden, closeReason: reason}
 	case errors.Is(err, tokens.ErrUnavailable):
 		return answer{status: 503, code: "temporarily_unavailable", retryAfter: 5,
@@ -168,6 +154,22 @@ func answerFor(err error) answer {
 			desc: "the server takes no more WebSocket connections now; retry later"}
 	}
 	return answer{status: 500, code: "server_error", desc: "internal error"}
+}
+
+// invalidReason is the close reason for an invalid credential: as much of
+// why as the server knows, in fixed words. Every one of them is
+// tokens.ErrInvalid, answered alike in every other way.
+func invalidReason(err error) string {
+	switch {
+	case errors.Is(err, errTicketMalformed), errors.Is(err, errTicketForged),
+		errors.Is(err, errTicketExpired), errors.Is(err, errTicketReplayed):
+		return "invalid, expired or used ticket"
+	case errors.Is(err, errTokenExpired):
+		return "token expired"
+	case errors.Is(err, errTokenRevoked):
+		return "token revoked"
+	}
+	return "invalid, expired or revoked token"
 }
 
 // refusesByClose reports whether close mode answers a refused handshake
