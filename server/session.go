@@ -630,11 +630,7 @@ func (c *session) close(code int, reason string) {
 func (c *session) answerClose(code int, reason string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closeSent || c.finished {
-		return
-	}
-	c.writeLocked(opClose, closePayload(code, reason))
-	c.closeSent, c.closeCode = true, code
+	c.sendCloseLocked(code, reason)
 }
 
 // closeFor closes the connection with the close code and reason of err's
@@ -658,12 +654,21 @@ func (c *session) closeLocked(code int, reason string) {
 		}
 		return
 	}
+	if c.sendCloseLocked(code, reason) {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.CloseTimeout))
+	}
+}
+
+// sendCloseLocked writes the connection's one close frame, unless it has
+// gone out or serve has returned, and reports whether it did; c.mu must be
+// held.
+func (c *session) sendCloseLocked(code int, reason string) bool {
 	if c.closeSent || c.finished {
-		return
+		return false
 	}
 	c.writeLocked(opClose, closePayload(code, reason))
 	c.closeSent, c.closeCode = true, code
-	c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.CloseTimeout))
+	return true
 }
 
 // drain reads, after the server's close frame, until the client's close
