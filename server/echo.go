@@ -39,7 +39,7 @@ func (c *session) sendEcho(msg []byte) error {
 	w.echo(sub, msg)
 	w.flush()
 	*bp = w.b
-	putFrameBuf(bp)
+	frameBufs.put(bp)
 	return w.err
 }
 

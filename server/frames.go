@@ -230,9 +230,8 @@ type messageReader struct {
 	ctl [maxControlPayload]byte
 }
 
-// msgBufs holds *[]byte of message buffers: a pointer goes into an
-// interface without an allocation, a slice does not.
-var msgBufs = sync.Pool{New: func() any { return new([]byte) }}
+// msgBufs holds message buffers.
+var msgBufs = bufPool{max: maxPooledMsg}
 
 // maxPooledMsg bounds the buffers msgBufs keeps. It is readChunk, so that
 // the buffer a connection starts a message with is no larger than what
@@ -297,7 +296,7 @@ func (r *messageReader) admit(h frameHeader) error {
 		return &closeError{code: CloseUnsupportedData, reason: "this server reads text messages only", skip: h.length}
 	}
 	if h.op == opText {
-		r.op, r.msg = opText, msgBufs.Get().(*[]byte)
+		r.op, r.msg = opText, msgBufs.get()
 	}
 	return nil
 }
@@ -308,10 +307,7 @@ func (r *messageReader) release() {
 	if r.op != 0 || r.msg == nil {
 		return
 	}
-	if cap(*r.msg) <= maxPooledMsg {
-		*r.msg = (*r.msg)[:0]
-		msgBufs.Put(r.msg)
-	}
+	msgBufs.put(r.msg)
 	r.msg = nil
 }
 
@@ -386,28 +382,37 @@ func appendFrameHeader(dst []byte, op byte, n int) []byte {
 	return binary.BigEndian.AppendUint64(append(dst, b0, 127), uint64(n))
 }
 
-// frameBufs holds *[]byte buffers that frames are built in, so that a
-// frame costs one write and no allocation: a pointer goes into an interface
-// without an allocation, a slice does not.
-var frameBufs = sync.Pool{New: func() any { return new([]byte) }}
+// frameBufs holds the buffers frames are built in, so that a frame costs
+// one write and no allocation.
+var frameBufs = bufPool{max: maxPooledFrame}
 
 // maxPooledFrame bounds the buffers frameBufs keeps, so that one large
 // frame does not pin its buffer for the life of the process. It is also
 // the most of one echo that is built before it is written (echo.go).
 const maxPooledFrame = 16 << 10
 
-// getFrameBuf returns an empty buffer from frameBufs.
-func getFrameBuf() *[]byte {
-	bp := frameBufs.Get().(*[]byte)
+// bufPool is a pool of byte buffers, each kept only while it is at most
+// max bytes. It holds *[]byte: a pointer goes into an interface without an
+// allocation, a slice does not.
+type bufPool struct {
+	pool sync.Pool
+	max  int
+}
+
+// get returns an empty buffer.
+func (p *bufPool) get() *[]byte {
+	bp, ok := p.pool.Get().(*[]byte)
+	if !ok {
+		return new([]byte)
+	}
 	*bp = (*bp)[:0]
 	return bp
 }
 
-// putFrameBuf gives bp back to frameBufs, unless it grew past
-// maxPooledFrame.
-func putFrameBuf(bp *[]byte) {
-	if cap(*bp) <= maxPooledFrame {
-		frameBufs.Put(bp)
+// put gives bp back, unless it grew past max.
+func (p *bufPool) put(bp *[]byte) {
+	if cap(*bp) <= p.max {
+		p.pool.Put(bp)
 	}
 }
 

@@ -109,7 +109,7 @@ func (s *Server) logRequest(ctx context.Context, rl *logRecord) {
 // frameBufs buffer when there is none. rl may be nil.
 func (rl *logRecord) takeUpgrade() *[]byte {
 	if rl == nil || rl.upgrade == nil {
-		return getFrameBuf()
+		return frameBufs.get()
 	}
 	bp := rl.upgrade
 	rl.upgrade = nil
@@ -184,7 +184,7 @@ func (l *statusLine) Write(p []byte) (int, error) {
 			}
 		}
 		if l.rl.status == http.StatusSwitchingProtocols && l.rl.holdUpgrade {
-			bp := getFrameBuf()
+			bp := frameBufs.get()
 			*bp = append(*bp, p...)
 			l.rl.upgrade = bp
 			return len(p), nil

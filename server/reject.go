@@ -65,7 +65,7 @@ func (s *Server) rejectByClose(w http.ResponseWriter, r *http.Request, refused e
 			*bp = append(appendFrameHeader(*bp, opClose, len(p)), p...)
 			up.conn.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 			_, err := up.conn.Write(*bp)
-			putFrameBuf(bp)
+			frameBufs.put(bp)
 			if err != nil {
 				return
 			}

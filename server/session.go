@@ -218,7 +218,7 @@ func (c *session) end() {
 	c.stopTimers()
 	c.mu.Lock()
 	if c.upgrade != nil { // dropped before a frame went out
-		putFrameBuf(c.upgrade)
+		frameBufs.put(c.upgrade)
 		c.upgrade = nil
 	}
 	c.log.closeCode = c.closeCode
@@ -578,7 +578,7 @@ func (c *session) writeLocked(op byte, payload []byte) error {
 	bp := c.frameBuf()
 	*bp = append(appendFrameHeader(*bp, op, len(payload)), payload...)
 	err := c.flushLocked(*bp, true)
-	putFrameBuf(bp)
+	frameBufs.put(bp)
 	return err
 }
 
@@ -590,7 +590,7 @@ func (c *session) frameBuf() *[]byte {
 		c.upgrade = nil
 		return bp
 	}
-	return getFrameBuf()
+	return frameBufs.get()
 }
 
 // flushLocked writes b, all or part of a frame. start says a frame starts
