@@ -81,15 +81,22 @@ func parseJWKSet(data []byte, allowed []string, maxKeys int) (map[string]jwk, er
 			continue // no token can name it
 		}
 		k := parseJWK(m, allowed)
+		// A usable key takes the place of an unusable one of its kid, but
+		// a kid that two usable keys share stays refused, whatever follows.
 		switch old, seen := keys[kid]; {
+		case old.err == errSharedKid:
 		case !seen || old.err != nil && k.err == nil:
 			keys[kid] = k
 		case old.err == nil && k.err == nil:
-			keys[kid] = jwk{err: errors.New("two keys in the JWK set share this kid")}
+			keys[kid] = jwk{err: errSharedKid}
 		}
 	}
 	return keys, nil
 }
+
+// errSharedKid marks a kid that two usable keys of a set share: which one
+// signed a token cannot be told, so neither is used.
+var errSharedKid = errors.New("two keys in the JWK set share this kid")
 
 // parseJWK decodes one key of a set.
 func parseJWK(m map[string]json.RawMessage, allowed []string) jwk {

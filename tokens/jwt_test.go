@@ -520,6 +520,7 @@ func TestJWKSKeys(t *testing.T) {
 		{"key for an algorithm not supported", []map[string]any{rs384, ec.jwk(false)}, nil, rs.sign(t, header("RS256", "rs384"), claims), "RS384"},
 		{"EC key that says RS256", []map[string]any{ecAsRSA, ec.jwk(false)}, nil, rs.sign(t, header("RS256", "ec-as-rsa"), claims), "of type EC P-256"},
 		{"two keys with one kid", []map[string]any{ec.jwk(false), ec.jwk(false), rs.jwk(false)}, nil, ec.sign(t, header("ES256", "ec"), claims), "share this kid"},
+		{"three keys with one kid", []map[string]any{ec.jwk(false), ec.jwk(false), ec.jwk(false), rs.jwk(false)}, nil, ec.sign(t, header("ES256", "ec"), claims), "share this kid"},
 	} {
 		ks := newKeyServer(t, tc.keys...)
 		v, err := tokens.NewJWTVerifier(tokens.JWTConfig{JWKSURL: ks.url, Issuer: "https://issuer.example", Audience: "api", Algorithms: tc.algs})
