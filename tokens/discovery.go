@@ -29,7 +29,8 @@ const DefaultMaxMetadataBytes = 256 << 10
 // "issuer" must equal issuer exactly (RFC 8414 §3.3; OpenID Connect
 // Discovery §4.3): a document that names another issuer could make this
 // server trust another issuer's keys. A nil client means a shared one that
-// follows no redirect. Errors name the URLs tried and what was wrong.
+// follows no redirect. Each of the two requests has DefaultTimeout, or
+// less if ctx ends sooner. Errors name the URLs tried and what was wrong.
 func Discover(ctx context.Context, client *http.Client, issuer string) (Metadata, error) {
 	u, err := url.Parse(issuer)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
@@ -46,7 +47,9 @@ func Discover(ctx context.Context, client *http.Client, issuer string) (Metadata
 
 	var tried []string
 	for _, where := range []string{oidc.String(), oauth.String()} {
-		body, _, err := getJSON(ctx, client, where, DefaultMaxMetadataBytes)
+		actx, cancel := context.WithTimeout(ctx, DefaultTimeout)
+		body, _, err := getJSON(actx, client, where, DefaultMaxMetadataBytes)
+		cancel()
 		if err != nil {
 			tried = append(tried, err.Error())
 			if errors.Is(err, errNotFound) {

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	faketokensvc "wsauth/fake_tokensvc"
 	"wsauth/tokens"
@@ -154,5 +155,36 @@ func TestDiscoverRedirectNotFollowed(t *testing.T) {
 	}
 	if n := len(asked()); n != 0 {
 		t.Errorf("the redirect's target was asked %d times; want 0", n)
+	}
+}
+
+// TestDiscoverGivesUpOnASilentIssuer: an issuer that takes the connection
+// and never answers fails discovery after DefaultTimeout, with an error
+// naming the URL, even when the caller's context has no deadline: a
+// server must not hang at start-up without a word.
+func TestDiscoverGivesUpOnASilentIssuer(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer ts.Close()
+	defer close(release)
+
+	done := make(chan error, 1)
+	go func() {
+		_, err := tokens.Discover(context.Background(), nil, ts.URL)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), ts.URL+"/.well-known/openid-configuration") {
+			t.Errorf("Discover(silent issuer) = %v; want an error naming the URL it waited for", err)
+		}
+	case <-time.After(4 * tokens.DefaultTimeout):
+		t.Fatalf("Discover(silent issuer) still waiting after %v; want it to give up after %v", 4*tokens.DefaultTimeout, tokens.DefaultTimeout)
 	}
 }
