@@ -119,11 +119,17 @@ func (s *Service) Sign(alg string, header, payload []byte) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	return k.sign(header, payload)
+}
+
+// sign signs header and payload with k.
+func (k signingKey) sign(header, payload []byte) (string, error) {
+	var err error
 	enc := base64.RawURLEncoding
 	input := enc.EncodeToString(header) + "." + enc.EncodeToString(payload)
 	digest := sha256.Sum256([]byte(input))
 	var sig []byte
-	switch alg {
+	switch k.alg {
 	case "RS256":
 		sig, err = rsa.SignPKCS1v15(nil, k.priv.(*rsa.PrivateKey), crypto.SHA256, digest[:])
 	case "PS256":
@@ -148,17 +154,19 @@ func (s *Service) Sign(alg string, header, payload []byte) (string, error) {
 }
 
 // signJWT signs claims with the current key for alg, with header "typ".
+// The key is looked up once, so that the header's kid names the key that
+// signs even when RotateKeys runs meanwhile.
 func (s *Service) signJWT(alg, typ string, claims map[string]any) (string, error) {
-	kid := s.KeyID(alg)
-	if kid == "" {
-		return "", fmt.Errorf("unknown algorithm %q: want one of %q", alg, Algorithms)
+	k, err := s.currentKey(alg)
+	if err != nil {
+		return "", err
 	}
-	header, _ := json.Marshal(map[string]string{"alg": alg, "kid": kid, "typ": typ})
+	header, _ := json.Marshal(map[string]string{"alg": alg, "kid": k.kid, "typ": typ})
 	payload, err := json.Marshal(claims)
 	if err != nil {
 		return "", err
 	}
-	return s.Sign(alg, header, payload)
+	return k.sign(header, payload)
 }
 
 // jwkJSON is one public key of the JWK set (RFC 7517 §4, RFC 7518 §6,
