@@ -77,11 +77,9 @@ func parseMetadata(body []byte, issuer string) (Metadata, error) {
 	for name, dst := range map[string]*string{
 		"issuer": &md.Issuer, "jwks_uri": &md.JWKSURI, "introspection_endpoint": &md.IntrospectionEndpoint,
 	} {
-		if raw, present := m[name]; present {
-			var ok bool
-			if *dst, ok = jsonString(raw); !ok {
-				return Metadata{}, fmt.Errorf("its %q is not a string", name)
-			}
+		var ok bool
+		if *dst, ok = optString(m, name); !ok {
+			return Metadata{}, fmt.Errorf("its %q is not a string", name)
 		}
 	}
 	if md.Issuer != issuer {

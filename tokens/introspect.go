@@ -298,11 +298,9 @@ func parseIntrospection(reply []byte, now time.Time) (Principal, introspection, 
 	for name, dst := range map[string]*string{
 		"sub": &p.Subject, "scope": &scope, "client_id": &p.ClientID, "iss": &r.iss, "typ": &typ, "token_use": &tokenUse,
 	} {
-		if raw, present := m[name]; present {
-			var ok bool
-			if *dst, ok = jsonString(raw); !ok {
-				return Principal{}, r, bad(name)
-			}
+		var ok bool
+		if *dst, ok = optString(m, name); !ok {
+			return Principal{}, r, bad(name)
 		}
 	}
 	_, r.hasIss = m["iss"]

@@ -110,6 +110,16 @@ func jsonString(raw json.RawMessage) (string, bool) {
 	return s, true
 }
 
+// optString returns m's member name as a string: "" when m has no such
+// member, and false when it has one that is not a string.
+func optString(m map[string]json.RawMessage, name string) (string, bool) {
+	raw, present := m[name]
+	if !present {
+		return "", true
+	}
+	return jsonString(raw)
+}
+
 // stringOrList decodes a JSON string or array of strings, the two forms
 // "aud" (RFC 7519 §4.1.3) and "scp" take.
 func stringOrList(raw json.RawMessage) ([]string, bool) {

@@ -100,17 +100,10 @@ var errSharedKid = errors.New("two keys in the JWK set share this kid")
 
 // parseJWK decodes one key of a set.
 func parseJWK(m map[string]json.RawMessage, allowed []string) jwk {
-	str := func(name string) (string, bool) {
-		v, present := m[name]
-		if !present {
-			return "", true
-		}
-		return jsonString(v)
-	}
-	kty, ok1 := str("kty")
-	crv, ok2 := str("crv")
-	alg, ok3 := str("alg")
-	use, ok4 := str("use")
+	kty, ok1 := optString(m, "kty")
+	crv, ok2 := optString(m, "crv")
+	alg, ok3 := optString(m, "alg")
+	use, ok4 := optString(m, "use")
 	if !ok1 || !ok2 || !ok3 || !ok4 {
 		return refused("a member that should be a string is not")
 	}

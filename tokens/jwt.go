@@ -300,19 +300,12 @@ func (v *JWTVerifier) checkClaims(payload []byte) (Principal, error) {
 	if err != nil {
 		return Principal{}, errJWTClaims
 	}
-	str := func(name string) (string, bool) {
-		raw, present := c[name]
-		if !present {
-			return "", true
-		}
-		return jsonString(raw)
-	}
-	iss, ok1 := str("iss")
-	sub, ok2 := str("sub")
-	clientID, ok3 := str("client_id")
-	scope, ok4 := str("scope")
-	typ, ok5 := str("typ")
-	tokenUse, ok6 := str("token_use")
+	iss, ok1 := optString(c, "iss")
+	sub, ok2 := optString(c, "sub")
+	clientID, ok3 := optString(c, "client_id")
+	scope, ok4 := optString(c, "scope")
+	typ, ok5 := optString(c, "typ")
+	tokenUse, ok6 := optString(c, "token_use")
 	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 {
 		return Principal{}, errJWTClaims
 	}
