@@ -192,9 +192,10 @@ func (e *statusError) Error() string {
 
 func (e *statusError) Unwrap() error { return ErrUnavailable }
 
-// ErrUnreachable marks a Probe that found no token system listening, or a
-// gateway saying it is not up: unlike Probe's other errors, which say the
-// configuration is wrong, it may pass when the token system comes up.
+// ErrUnreachable marks a Probe or a FetchKeys that found no token system
+// listening, or a Probe told by a gateway that it is not up: unlike their
+// other errors, which say the configuration is wrong, it may pass when the
+// token system comes up.
 var ErrUnreachable = errors.New("token system unreachable")
 
 // Probe checks, once at start, that URL is an introspection endpoint that

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -230,6 +231,40 @@ func TestJWKSFetchErrors(t *testing.T) {
 			if !strings.Contains(fmt.Sprint(err), want) {
 				t.Errorf("FetchKeys(%s) = %v; want it to say %q", tc.name, err, want)
 			}
+		}
+	}
+}
+
+// TestFetchKeysUnreachable: a JWK set URL where nothing listens is
+// ErrUnreachable (the token system may not be up yet, and cmd/wsauth only
+// warns), and still ErrUnavailable; a set that answers 503 is not
+// unreachable: something there answered.
+func TestFetchKeysUnreachable(t *testing.T) {
+	t.Parallel()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String() + "/jwks.json"
+	ln.Close()
+	down := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "down", http.StatusServiceUnavailable)
+	}))
+	defer down.Close()
+	for _, tc := range []struct {
+		name, url   string
+		unreachable bool
+	}{
+		{"nothing listening", url, true},
+		{"503", down.URL, false},
+	} {
+		v, err := tokens.NewJWTVerifier(tokens.JWTConfig{JWKSURL: tc.url, Issuer: "https://issuer.example", Audience: "api"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = v.FetchKeys(context.Background())
+		if !errors.Is(err, tokens.ErrUnavailable) || errors.Is(err, tokens.ErrUnreachable) != tc.unreachable {
+			t.Errorf("%s: FetchKeys = %v; want ErrUnavailable, and ErrUnreachable %v", tc.name, err, tc.unreachable)
 		}
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -145,9 +146,15 @@ func NewJWTVerifier(cfg JWTConfig) (*JWTVerifier, error) {
 
 // FetchKeys fetches the JWK set now and reports why it failed, if it did:
 // the URL cannot be reached, answers other than 200, or holds no key this
-// verifier can use. Call it at start; afterwards the set refreshes itself.
+// verifier can use. An error that wraps ErrUnreachable (connection
+// refused) may be only a token system that is not up yet. Call it at
+// start; afterwards the set refreshes itself.
 func (v *JWTVerifier) FetchKeys(ctx context.Context) error {
-	return v.keys.fetch(ctx)
+	err := v.keys.fetch(ctx)
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
 }
 
 // IsJWT reports whether token has the shape of a JWS in compact

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"syscall"
 
 	"wsauth/server"
 	"wsauth/tokens"
@@ -135,7 +134,7 @@ func jwtVerifier(ctx context.Context, o options, ts endpoints, logger *slog.Logg
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", ts.jwksFrom, err)
 	}
-	if err := v.FetchKeys(ctx); errors.Is(err, syscall.ECONNREFUSED) {
+	if err := v.FetchKeys(ctx); errors.Is(err, tokens.ErrUnreachable) {
 		logger.Warn("the JWK set cannot be fetched yet: connection refused; JWTs are answered 503 until it can be",
 			"jwks_url", ts.jwksURL, "cause", err.Error())
 	} else if err != nil {
