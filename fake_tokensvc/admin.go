@@ -31,13 +31,9 @@ func (s *Service) handleIssue(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "invalid_request", `missing "sub"`)
 		return
 	}
-	ttl := time.Hour
-	if req.TTLSeconds != nil {
-		if n := *req.TTLSeconds; n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
-			writeError(w, http.StatusBadRequest, "invalid_request", `"ttl_seconds" out of range`)
-			return
-		}
-		ttl = time.Duration(*req.TTLSeconds) * time.Second
+	ttl, ok := seconds(w, "ttl_seconds", req.TTLSeconds, time.Hour)
+	if !ok {
+		return
 	}
 	if req.Format != "" && req.Format != "opaque" && req.Format != "jwt" || req.Format == "opaque" && req.Kind == IDToken {
 		writeError(w, http.StatusBadRequest, "invalid_request", `"format" must be opaque or jwt, and an ID token is a jwt`)
@@ -54,6 +50,20 @@ func (s *Service) handleIssue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, issueReply{Token: token, Exp: exp.Unix()})
 }
 
+// seconds is the duration of the request's member name, n seconds, or def
+// when n is nil. A count of seconds a time.Duration cannot hold is answered
+// 400, and ok is false.
+func seconds(w http.ResponseWriter, name string, n *int64, def time.Duration) (d time.Duration, ok bool) {
+	switch {
+	case n == nil:
+		return def, true
+	case *n > math.MaxInt64/int64(time.Second) || *n < math.MinInt64/int64(time.Second):
+		writeError(w, http.StatusBadRequest, "invalid_request", `"`+name+`" out of range`)
+		return 0, false
+	}
+	return time.Duration(*n) * time.Second, true
+}
+
 // handleRotateKeys answers with the new key ids. The body is optional:
 // {"grace_seconds":N} keeps the old keys published for N seconds instead
 // of Options.KeyGrace (0 or less: drops them at once).
@@ -64,13 +74,9 @@ func (s *Service) handleRotateKeys(w http.ResponseWriter, r *http.Request) {
 	if r.ContentLength != 0 && !decodeJSON(w, r, &req) {
 		return
 	}
-	grace := s.opts.KeyGrace
-	if req.GraceSeconds != nil {
-		if n := *req.GraceSeconds; n > math.MaxInt64/int64(time.Second) || n < math.MinInt64/int64(time.Second) {
-			writeError(w, http.StatusBadRequest, "invalid_request", `"grace_seconds" out of range`)
-			return
-		}
-		grace = time.Duration(*req.GraceSeconds) * time.Second
+	grace, ok := seconds(w, "grace_seconds", req.GraceSeconds, s.opts.KeyGrace)
+	if !ok {
+		return
 	}
 	s.RotateKeys(grace)
 	kids := make(map[string]string)

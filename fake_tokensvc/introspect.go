@@ -31,7 +31,6 @@ func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	// client credentials in it, and net/http notices that a client has
 	// gone away, and cancels r.Context(), only once the body has been
 	// consumed.
-	_, _, basic := r.BasicAuth()
 	formBody := false
 	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt == "application/x-www-form-urlencoded" {
 		formBody = true
@@ -45,7 +44,7 @@ func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !s.clientAuthenticated(r, basic) {
+	if !s.clientAuthenticated(r) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="tokensvc"`)
 		writeError(w, http.StatusUnauthorized, "invalid_client",
 			"client authentication failed: send the client id and secret as HTTP Basic auth (client_secret_basic) or in the form body (client_secret_post)")
@@ -96,9 +95,8 @@ func (s *Service) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 // RFC 7662 §2.1 defers. A request uses one method only. For Basic, RFC 6749
 // form-encodes id and secret first; many clients skip that, and for most
 // secrets it makes no difference, so either spelling passes.
-func (s *Service) clientAuthenticated(r *http.Request, basic bool) bool {
-	if basic {
-		id, secret, _ := r.BasicAuth()
+func (s *Service) clientAuthenticated(r *http.Request) bool {
+	if id, secret, basic := r.BasicAuth(); basic {
 		return s.credentialsMatch(id, secret) || s.credentialsMatch(formDecode(id), formDecode(secret))
 	}
 	if r.Header.Get("Authorization") != "" || r.PostForm == nil {
