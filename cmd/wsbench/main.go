@@ -291,7 +291,6 @@ type row struct {
 	// than rates by a neighbour's load, which takes CPU time from a run
 	// but adds little to what each operation costs.
 	handshakeCPU, echoCPU summary
-	has                   map[string]bool
 	// Server CPU per handshake and its share in the kernel, over all runs.
 	cpuA, cpuB time.Duration
 	sysA, sysB float64
@@ -326,7 +325,7 @@ func (e *env) start(p *peer) (*server, error) {
 // wsauth logs it kept, for checkLogs.
 func (e *env) comparePeer(ctx context.Context, p peer, stdout io.Writer) (row, []string, error) {
 	o := e.o
-	r := row{peer: p, has: map[string]bool{}}
+	r := row{peer: p}
 	var logs []string
 	fmt.Fprintf(stdout, "\n%s:\n", p.name)
 	if o.measures("handshake") || o.measures("echo") {
@@ -384,7 +383,6 @@ func (e *env) comparePeer(ctx context.Context, p peer, stdout io.Writer) (row, [
 			if err != nil {
 				return r, logs, fmt.Errorf("%s: %w", fig, err)
 			}
-			r.has[fig] = true
 			cs, err := summarize(ca, cb)
 			if err != nil {
 				return r, logs, fmt.Errorf("%s CPU: %w", fig, err)
@@ -427,7 +425,7 @@ func (e *env) comparePeer(ctx context.Context, p peer, stdout io.Writer) (row, [
 		if err != nil {
 			return r, logs, fmt.Errorf("memory: %w", err)
 		}
-		r.mem, r.has["memory"] = sm, true
+		r.mem = sm
 	}
 	return r, logs, nil
 }
@@ -570,25 +568,25 @@ func printTable(w io.Writer, o options, rows []row) {
 		thousands(o.idleConns))
 	for _, r := range rows {
 		cells := []string{r.peer.title(), "–", "–", "–"}
-		if r.has["handshake"] {
+		if o.measures("handshake") {
 			cells[1] = r.handshake.ratioString()
 		}
-		if r.has["echo"] {
+		if o.measures("echo") {
 			cells[2] = r.echo.ratioString()
 		}
-		if r.has["memory"] {
+		if o.measures("memory") {
 			cells[3] = fmt.Sprintf("%.1f vs %.1f KiB (%s)", r.mem.medianA, r.mem.medianB, r.mem.ratioString())
 		}
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 	fmt.Fprintf(w, "\nMedians of the per-pair ratios wsauth/peer, interquartile range in brackets; memory: the medians of each side, then the ratio.\n")
 	for _, r := range rows {
-		if r.has["handshake"] {
+		if o.measures("handshake") {
 			fmt.Fprintf(w, "%s: handshakes %.0f/s vs %.0f/s; server CPU per handshake %.0f µs (%.0f %% in the kernel) vs %.0f µs (%.0f %%), per-pair ratio %s\n",
 				r.peer.name, r.handshake.medianA, r.handshake.medianB,
 				float64(r.cpuA)/1e3, 100*r.sysA, float64(r.cpuB)/1e3, 100*r.sysB, r.handshakeCPU.ratioString())
 		}
-		if r.has["echo"] {
+		if o.measures("echo") {
 			fmt.Fprintf(w, "%s: echoes %.0f/s vs %.0f/s; server CPU per echo, per-pair ratio %s\n",
 				r.peer.name, r.echo.medianA, r.echo.medianB, r.echoCPU.ratioString())
 		}

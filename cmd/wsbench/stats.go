@@ -11,7 +11,6 @@ import (
 // ratio of one pair keeps little of it; the median and quartiles then keep
 // a few spoiled pairs from moving the answer.
 type summary struct {
-	n                int
 	median, q1, q3   float64
 	medianA, medianB float64 // the medians of the two sides' own values
 }
@@ -35,7 +34,6 @@ func summarize(a, b []float64) (summary, error) {
 		return summary{}, fmt.Errorf("no pair with a positive value on both sides")
 	}
 	return summary{
-		n:       len(ratios),
 		median:  quantile(ratios, 0.5),
 		q1:      quantile(ratios, 0.25),
 		q3:      quantile(ratios, 0.75),

@@ -107,10 +107,7 @@ func coordinate(ctx context.Context, o options, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	introBefore, err := introspections(svcURL)
-	if err != nil {
-		return err
-	}
+	introBefore := svc.Introspections()
 
 	// The load processes.
 	var sources []string
@@ -157,10 +154,7 @@ func coordinate(ctx context.Context, o options, stdout io.Writer) error {
 		}
 		rampEnd = max(rampEnd, r.RampEnd)
 	}
-	introOpened, err := introspections(svcURL)
-	if err != nil {
-		return err
-	}
+	introOpened := svc.Introspections()
 	rssHeld, err := settledRSS(srv.pid())
 	if err != nil {
 		return err
@@ -176,11 +170,7 @@ func coordinate(ctx context.Context, o options, stdout io.Writer) error {
 			return ctx.Err()
 		case <-time.After(min(100*time.Millisecond, o.recheck/8)): // sampling interval
 		}
-		n, err := introspections(svcURL)
-		if err != nil {
-			return err
-		}
-		samples = append(samples, sample{time.Now(), n})
+		samples = append(samples, sample{time.Now(), svc.Introspections()})
 	}
 	rssEnd, _ := processRSS(srv.pid())
 
@@ -410,22 +400,6 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-// introspections reads the fake token service's count of introspections.
-func introspections(svcURL string) (int64, error) {
-	resp, err := http.Get(svcURL + "/admin/stats")
-	if err != nil {
-		return 0, fmt.Errorf("reading the fake's stats: %w", err)
-	}
-	defer resp.Body.Close()
-	var v struct {
-		Introspections int64 `json:"introspections"`
-	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&v); err != nil {
-		return 0, fmt.Errorf("reading the fake's stats: %w", err)
-	}
-	return v.Introspections, nil
-}
-
 // sample is the fake's introspection count at one moment.
 type sample struct {
 	at time.Time
@@ -498,11 +472,11 @@ func settledRSS(pid int) (uint64, error) {
 
 // total is the load processes' reports summed.
 type total struct {
-	opened, dropped, answered int
-	sent, echoed              int64
-	handshakes, rtts          []time.Duration
-	failures, closeCodes      map[string]int
-	firstClose, lastClose     int64
+	opened, dropped       int
+	sent, echoed          int64
+	handshakes, rtts      []time.Duration
+	failures, closeCodes  map[string]int
+	firstClose, lastClose int64
 }
 
 func summarize(reports []workerReport) total {
@@ -510,7 +484,6 @@ func summarize(reports []workerReport) total {
 	for _, r := range reports {
 		t.opened += r.Opened
 		t.dropped += r.Dropped
-		t.answered += r.Answered
 		t.sent += r.Sent
 		t.echoed += r.Echoed
 		for _, d := range r.Handshakes {
