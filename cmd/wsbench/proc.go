@@ -73,6 +73,7 @@ func startServer(name string, argv, env []string) (*server, error) {
 		}
 		if time.Now().After(deadline) {
 			s.stop()
+			s.remove()
 			return nil, fmt.Errorf("%s logged no listening line in 15s: %s", name, lastLines(b, 5))
 		}
 	}
