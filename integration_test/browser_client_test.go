@@ -581,26 +581,6 @@ import { WSAuthClient } from "/static/wsauth.js";
 </script>
 `))
 
-type clientPageVars struct {
-	Lib       template.JS
-	ClientLib template.JS
-	Readme    template.JS
-	Next      string
-	CloseWS   string
-}
-
-// serveClientPage serves tmpl once ready is closed.
-func serveClientPage(ready <-chan struct{}, tmpl *template.Template, vars func() clientPageVars) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		<-ready
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		w.Header().Set("Cache-Control", "no-store")
-		v := vars()
-		v.Lib, v.ClientLib, v.Readme = template.JS(pageLib), template.JS(clientLib), template.JS(readmeExample)
-		tmpl.Execute(w, v)
-	})
-}
-
 // testTokenRoutes are A's endpoints that drive the token service for the
 // page: issue a token, revoke one, change one's scopes.
 func testTokenRoutes(mux *http.ServeMux, e func() *env) {
@@ -681,8 +661,8 @@ func TestBrowserClient(t *testing.T) {
 	a = newDemoEnv(t, withServer(func(cfg *server.Config) { cfg.Recheck = 300 * time.Millisecond }), withHandler(func(srv http.Handler) http.Handler {
 		mux := http.NewServeMux()
 		mux.Handle("POST /report", rep.handler())
-		mux.Handle("GET /test/client", serveClientPage(ready, clientPage, func() clientPageVars {
-			return clientPageVars{Next: r.URL + "/test/restart", CloseWS: "ws" + strings.TrimPrefix(c.URL, "http") + "/ws"}
+		mux.Handle("GET /test/client", servePage(ready, clientPage, func() pageVars {
+			return pageVars{Next: r.URL + "/test/restart", CloseWS: "ws" + strings.TrimPrefix(c.URL, "http") + "/ws"}
 		}))
 		testTokenRoutes(mux, func() *env { <-ready; return a })
 		mux.Handle("/", aHits.wrap(srv))
@@ -696,7 +676,7 @@ func TestBrowserClient(t *testing.T) {
 		return func(srv http.Handler) http.Handler {
 			mux := http.NewServeMux()
 			mux.Handle("POST /report", rep.handler())
-			mux.Handle("GET /test/restart", serveClientPage(ready, restartPage, func() clientPageVars { return clientPageVars{} }))
+			mux.Handle("GET /test/restart", servePage(ready, restartPage, func() pageVars { return pageVars{} }))
 			mux.Handle("/", h.wrap(srv))
 			return mux
 		}

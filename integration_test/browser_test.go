@@ -363,6 +363,9 @@ var closePage = template.Must(template.New("close").Parse(`<!doctype html>
 
 type pageVars struct {
 	Lib          template.JS
+	ClientLib    template.JS // browser_client_test.go's pages
+	Readme       template.JS
+	CloseWS      string
 	Next         string
 	TargetWS     string
 	TargetTicket string
@@ -378,7 +381,7 @@ func servePage(ready <-chan struct{}, tmpl *template.Template, vars func() pageV
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		w.Header().Set("Cache-Control", "no-store")
 		v := vars()
-		v.Lib = template.JS(pageLib)
+		v.Lib, v.ClientLib, v.Readme = template.JS(pageLib), template.JS(clientLib), template.JS(readmeExample)
 		tmpl.Execute(w, v)
 	})
 }

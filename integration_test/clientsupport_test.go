@@ -3,8 +3,6 @@ package integration_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -23,20 +21,6 @@ func refreshTicketMsg(ticket string) string {
 	return string(b)
 }
 
-// postURL sends POST url with headers h and body, to any server.
-func postURL(t testing.TB, url string, h http.Header, body string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
-	maps.Copy(req.Header, h)
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
 // TestRefreshByTicket: {"type":"refresh","ticket":…} moves the connection
 // onto the token sealed in the ticket, and spends the ticket as /ws does;
 // a ticket that cannot be used is an error answer, and the connection
@@ -51,19 +35,13 @@ func TestRefreshByTicket(t *testing.T) {
 	ticket := e.mintTicket(t, tok)
 	expectRefreshed(t, c, refreshTicketMsg(ticket), exp, time.Now)
 
-	sibling := e.sibling(t, func(*server.Config) {}) // its own random ticket key
-	status, body := postURL(t, sibling+"/api/ws-ticket", http.Header{"Authorization": {"Bearer " + tok}, "Content-Type": {"application/json"}}, "{}")
-	var foreign struct{ Ticket string }
-	if json.Unmarshal([]byte(body), &foreign); status != 200 || foreign.Ticket == "" {
-		t.Fatalf("POST /api/ws-ticket on another instance: %d %s; want 200", status, body)
-	}
-	rememberSecret(foreign.Ticket)
+	foreignTicket := e.peer().mintTicket(t, tok) // another instance: its own random ticket key
 
 	errMsg := func(code string) map[string]any { return map[string]any{"type": "error", "error": code} }
 	for _, tc := range []struct{ name, msg, want string }{
 		{"the spent ticket again", refreshTicketMsg(ticket), "invalid_token"},
 		{"a garbage ticket", refreshTicketMsg("not-a-ticket"), "invalid_token"},
-		{"a ticket sealed by another key", refreshTicketMsg(foreign.Ticket), "invalid_token"},
+		{"a ticket sealed by another key", refreshTicketMsg(foreignTicket), "invalid_token"},
 		{"another subject's ticket", refreshTicketMsg(e.mintTicket(t, e.issue("mallory", time.Hour, "api", "ws"))), "invalid_token"},
 		{"a token and a ticket", `{"type":"refresh","token":"` + tok + `","ticket":"` + e.mintTicket(t, tok) + `"}`, "invalid_request"},
 	} {

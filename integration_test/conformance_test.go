@@ -384,7 +384,7 @@ func testSubprotocol(t *testing.T) {
 
 func ticketsAbsent(e *env) string {
 	tok := e.issue("probe", time.Hour, "api", "ws")
-	if status, _ := mintTicketFor(e, tok); status == 404 || status == 405 {
+	if status, _, _ := mintTicketFor(e, tok); status == 404 || status == 405 {
 		return fmt.Sprintf("POST /api/ws-ticket answers %d", status)
 	}
 	return ""
@@ -396,7 +396,7 @@ func testTicketOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, withProfile())
 	tok := e.issue("alice", time.Hour, "api", "ws")
-	status, ticket := mintTicketFor(e, tok)
+	status, ticket, _ := mintTicketFor(e, tok)
 	if status != 200 || ticket == "" {
 		t.Fatalf("POST /api/ws-ticket: %d, ticket %q; want 200 and a ticket", status, ticket)
 	}

@@ -246,7 +246,8 @@ func (d *demoIssuer) Issue(sub string, scopes []string, ttl time.Duration) (stri
 }
 
 // peer starts a second server in front of e's token service, with its own
-// validation cache, registry and log, torn down when the test ends.
+// validation cache, registry, log and random ticket key, torn down when the
+// test ends.
 func (e *env) peer(opts ...envOption) *env {
 	e.t.Helper()
 	var cfg envConfig
@@ -254,67 +255,31 @@ func (e *env) peer(opts ...envOption) *env {
 		o(&cfg)
 	}
 	p := &env{t: e.t, svc: e.svc, svcURL: e.svcURL, log: &testLog{t: e.t}}
-	in := &tokens.Introspector{URL: e.svcURL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret"}
-	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
-	cfg.server.Logger = slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", "B")
-	p.srv = server.New(cfg.server)
-	p.ts = httptest.NewServer(p.srv)
-	p.URL = p.ts.URL
-	p.client = p.ts.Client()
-	p.client.Timeout = 10 * time.Second
-	e.t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		p.srv.Shutdown(ctx)
-		p.ts.Close()
-		p.log.mu.Lock()
-		p.log.done = true
-		p.log.mu.Unlock()
-	})
-	return p
-}
-
-// sibling starts a second server instance in front of e's token service,
-// configured by edit, and returns its URL.
-func (e *env) sibling(t testing.TB, edit func(*server.Config)) string {
-	t.Helper()
 	tr := &http.Transport{}
 	in := &tokens.Introspector{URL: e.svcURL + "/introspect", ClientID: "wsauth", ClientSecret: "test-secret",
 		HTTPClient: &http.Client{Transport: tr}}
-	cfg := server.Config{Validator: tokens.NewCache(in, tokens.CacheConfig{}), Logger: slog.New(slog.NewTextHandler(e.log, nil))}
-	edit(&cfg)
-	srv := server.New(cfg)
-	ts := httptest.NewServer(srv)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		ts.Close()
-		tr.CloseIdleConnections()
-	})
-	return ts.URL
+	cfg.server.Validator = tokens.NewCache(in, cfg.cache)
+	cfg.server.Logger = slog.New(slog.NewTextHandler(p.log, &slog.HandlerOptions{Level: slog.LevelDebug})).With("instance", "B")
+	p.srv = server.New(cfg.server)
+	p.serve(p.srv, false, tr.CloseIdleConnections)
+	return p
 }
 
 // issue asks the fake for a token and remembers it for the log check.
 func (e *env) issue(sub string, ttl time.Duration, scopes ...string) string {
-	if e.jwt != nil {
-		// An opaque token for this API: with a JWK set, introspection
-		// checks the audience too.
-		return e.issueToken(faketokensvc.TokenRequest{Sub: sub, Scopes: scopes, TTL: ttl, Audience: audience})
-	}
-	tok, _ := e.svc.Issue(sub, scopes, ttl)
-	leakMu.Lock()
-	issued = append(issued, tok)
-	leakMu.Unlock()
+	tok, _ := e.issueExp(sub, ttl, scopes...)
 	return tok
 }
 
 // issueExp is e.issue that also returns the token's expiry.
 func (e *env) issueExp(sub string, ttl time.Duration, scopes ...string) (string, time.Time) {
+	if e.jwt != nil {
+		// An opaque token for this API: with a JWK set, introspection
+		// checks the audience too.
+		return e.issueTokenExp(faketokensvc.TokenRequest{Sub: sub, Scopes: scopes, TTL: ttl, Audience: audience})
+	}
 	tok, exp := e.svc.Issue(sub, scopes, ttl)
-	leakMu.Lock()
-	issued = append(issued, tok)
-	leakMu.Unlock()
+	rememberSecret(tok)
 	return tok, exp
 }
 
@@ -322,12 +287,19 @@ func (e *env) issueExp(sub string, ttl time.Duration, scopes ...string) (string,
 // check that no token reaches a log.
 func (e *env) issueToken(req faketokensvc.TokenRequest) string {
 	e.t.Helper()
-	tok, _, err := e.jwt.IssueToken(req)
+	tok, _ := e.issueTokenExp(req)
+	return tok
+}
+
+// issueTokenExp is issueToken that also returns the token's expiry.
+func (e *env) issueTokenExp(req faketokensvc.TokenRequest) (string, time.Time) {
+	e.t.Helper()
+	tok, exp, err := e.jwt.IssueToken(req)
 	if err != nil {
 		e.t.Fatalf("IssueToken(%+v): %v", req, err)
 	}
 	rememberSecret(tok)
-	return tok
+	return tok, exp
 }
 
 // issueJWT mints a JWT access token for this API, signed with alg.
@@ -381,77 +353,59 @@ func randomToken() string {
 // mintTicket asks for a ticket with token as a bearer and returns it.
 func (e *env) mintTicket(t testing.TB, token string) string {
 	t.Helper()
-	status, _, body := e.post("/api/ws-ticket", http.Header{"Authorization": {"Bearer " + token}, "Content-Type": {"application/json"}}, "{}")
+	status, ticket, body := mintTicketFor(e, token)
 	if status != 200 {
 		t.Fatalf("POST /api/ws-ticket: status = %d (%s); want 200", status, body)
 	}
+	return ticket
+}
+
+// mintTicketFor asks POST /api/ws-ticket for a ticket with token, and
+// returns the status, the ticket and the body.
+func mintTicketFor(e *env, token string) (int, string, string) {
+	e.t.Helper()
+	h := bearer(token)
+	h.Set("Content-Type", "application/json")
+	status, _, body := e.post("/api/ws-ticket", h, "{}")
 	var m struct {
 		Ticket string `json:"ticket"`
 	}
 	json.Unmarshal([]byte(body), &m)
-	rememberSecret(m.Ticket)
-	return m.Ticket
-}
-
-// mintTicketFor asks POST /api/ws-ticket for a ticket with token, and
-// returns the status and the ticket.
-func mintTicketFor(e *env, token string) (int, string) {
-	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.URL+"/api/ws-ticket", strings.NewReader("{}"))
-	req.Header = bearer(token)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("POST /api/ws-ticket: %v", err)
-	}
-	defer resp.Body.Close()
-	var m struct {
-		Ticket string `json:"ticket"`
-	}
-	json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&m)
 	if m.Ticket != "" {
-		leakMu.Lock()
-		issued = append(issued, m.Ticket) // for the no-secret-in-logs check
-		leakMu.Unlock()
+		rememberSecret(m.Ticket)
 	}
-	return resp.StatusCode, m.Ticket
+	return status, m.Ticket, body
 }
 
 // get sends GET path with headers h and returns status, headers and body.
 func (e *env) get(path string, h http.Header) (int, http.Header, string) {
 	e.t.Helper()
-	req, _ := http.NewRequest("GET", e.URL+path, nil)
-	for k, vs := range h {
-		req.Header[k] = slices.Clone(vs)
-	}
-	resp, err := e.client.Do(req)
-	if err != nil {
-		e.t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatalf("GET %s: reading body: %v", path, err)
-	}
-	return resp.StatusCode, resp.Header, string(b)
+	return e.do("GET", path, h, nil)
 }
 
 // post sends POST path with headers h and body, and returns status,
 // headers and body.
 func (e *env) post(path string, h http.Header, body string) (int, http.Header, string) {
 	e.t.Helper()
-	req, _ := http.NewRequest("POST", e.URL+path, strings.NewReader(body))
+	return e.do("POST", path, h, strings.NewReader(body))
+}
+
+// do sends method path with a copy of headers h and body, and returns
+// status, headers and body.
+func (e *env) do(method, path string, h http.Header, body io.Reader) (int, http.Header, string) {
+	e.t.Helper()
+	req, _ := http.NewRequest(method, e.URL+path, body)
 	for k, vs := range h {
-		req.Header[k] = vs
+		req.Header[k] = slices.Clone(vs)
 	}
 	resp, err := e.client.Do(req)
 	if err != nil {
-		e.t.Fatalf("POST %s: %v", path, err)
+		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	if err != nil {
-		e.t.Fatalf("POST %s: reading body: %v", path, err)
+		e.t.Fatalf("%s %s: reading body: %v", method, path, err)
 	}
 	return resp.StatusCode, resp.Header, string(b)
 }

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -173,12 +172,8 @@ func TestLimits(t *testing.T) {
 		tok := e.issue("alice", time.Hour, "ws")
 		first, _ := openWS(t, e, tok)
 		openWS(t, e, tok)
-		c, resp, body, err := e.dialer.Dial(e.URL+"/ws", http.Header{"Authorization": {"Bearer " + tok}})
-		switch {
-		case err != nil:
-			t.Fatal(err)
-		case c != nil:
-			c.nc.Close()
+		c, resp, body := e.dial("/ws", bearer(tok))
+		if c != nil {
 			t.Fatal("third connection with MaxConns 2: upgraded; want 503")
 		}
 		checkRefusal(t, "third WebSocket with MaxConns 2", resp.StatusCode, resp.Header, body, 503, "", "temporarily_unavailable", tok)

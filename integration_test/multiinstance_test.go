@@ -43,7 +43,7 @@ func TestInstancesShareOnlyTheTokenSystem(t *testing.T) {
 			t.Errorf("GET /api/me on %s: status = %d %s; want 200", name, status, body)
 		}
 		c := inst.dialWelcome(t, name, tok)
-		echoes(t, name, c)
+		expectEcho(t, c, name)
 		c.Close()
 	}
 }
@@ -64,8 +64,8 @@ func TestRevocationClosesOnEveryInstance(t *testing.T) {
 	a.svc.Revoke(doomed)
 	onA.ExpectClose(t, 5*time.Second, 3000, "token revoked")
 	onB.ExpectClose(t, 5*time.Second, 3000, "token revoked")
-	echoes(t, "kept on A", keptA)
-	echoes(t, "kept on B", keptB)
+	expectEcho(t, keptA, "kept on A")
+	expectEcho(t, keptB, "kept on B")
 	keptA.Close()
 	keptB.Close()
 }
@@ -91,14 +91,14 @@ func TestShutdownOfOneInstance(t *testing.T) {
 	if n := <-done; n != 1 {
 		t.Errorf("A.Shutdown closed %d connections; want 1", n)
 	}
-	echoes(t, "bob on B after A shut down", onB)
+	expectEcho(t, onB, "bob on B after A shut down")
 
 	c, resp, body := a.dial("/ws", http.Header{"Authorization": {"Bearer " + tokA}})
 	if c != nil || resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("dial A after its shutdown: %v %s; want 503", resp.Status, body)
 	}
 	again := b.dialWelcome(t, "alice reconnected to B", tokA)
-	echoes(t, "alice reconnected to B", again)
+	expectEcho(t, again, "alice reconnected to B")
 	if n := b.srv.OpenConns(); n != 2 {
 		t.Errorf("B has %d open connections; want 2 (bob and alice)", n)
 	}
@@ -131,7 +131,7 @@ func TestTicketAcrossInstances(t *testing.T) {
 	if m, err := c.ReadJSON(5 * time.Second); err != nil || m["type"] != "welcome" || m["sub"] != "alice" {
 		t.Fatalf("ticket of A at B: first message = %v, %v; want alice's welcome", m, err)
 	}
-	echoes(t, "ticket of A at B", c)
+	expectEcho(t, c, "ticket of A at B")
 	if c, resp, body := b.dial(path, nil); c != nil || resp.StatusCode != 401 || errorCode(body) != "invalid_token" {
 		t.Errorf("ticket replayed at B: %v %s; want 401 invalid_token", resp.Status, body)
 	}

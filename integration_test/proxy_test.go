@@ -45,7 +45,7 @@ func TestNginx(t *testing.T) {
 		if up != d.addrA && up != d.addrB {
 			t.Errorf("X-Upstream = %q; want %s or %s", up, d.addrA, d.addrB)
 		}
-		echoes(t, "alice through nginx", c)
+		expectEcho(t, c, "alice through nginx")
 		c.Close()
 	})
 
@@ -137,7 +137,7 @@ func TestNginx(t *testing.T) {
 			// Kept open until the subtest ends, so that least_conn sends
 			// the next requests elsewhere.
 			defer c.Close()
-			echoes(t, "a WebSocket opened by ticket", c)
+			expectEcho(t, c, "a WebSocket opened by ticket")
 			crossed = up != minted
 		}
 		if !crossed {
@@ -204,7 +204,7 @@ func TestNginx(t *testing.T) {
 	t.Run("revocation closes with 3000 through nginx", func(t *testing.T) {
 		tok := d.ts.issue(t, "mallory", time.Hour, "ws")
 		c, _ := d.open(t, "mallory", d.bearer(tok))
-		echoes(t, "mallory before revocation", c)
+		expectEcho(t, c, "mallory before revocation")
 		d.ts.revoke(t, tok)
 		c.ExpectClose(t, 5*time.Second, 3000, "token revoked")
 	})
@@ -240,7 +240,7 @@ func TestNginx(t *testing.T) {
 		}
 		for _, cl := range clients {
 			if cl.up == d.addrB {
-				echoes(t, "a client of B after A stopped", cl.c)
+				expectEcho(t, cl.c, "a client of B after A stopped")
 			}
 		}
 		for _, cl := range clients {
@@ -251,7 +251,7 @@ func TestNginx(t *testing.T) {
 			if up != d.addrB {
 				t.Errorf("reconnect after A stopped landed on %q; want B (%s)", up, d.addrB)
 			}
-			echoes(t, "a client of A reconnected", c)
+			expectEcho(t, c, "a client of A reconnected")
 			c.Close()
 		}
 		for _, cl := range clients {
@@ -835,9 +835,7 @@ func (a *tokenAdmin) issue(t *testing.T, sub string, ttl time.Duration, scope st
 	if got.Token == "" {
 		t.Fatal("POST /admin/tokens returned no token")
 	}
-	leakMu.Lock()
-	issued = append(issued, got.Token)
-	leakMu.Unlock()
+	rememberSecret(got.Token)
 	a.mu.Lock()
 	a.issued = append(a.issued, got.Token)
 	a.mu.Unlock()

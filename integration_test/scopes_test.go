@@ -72,10 +72,10 @@ func TestConfiguredScopes(t *testing.T) {
 			checkRefusal(t, "GET /ws with "+tc.name, resp.StatusCode, resp.Header, body, 403, challengeScope(ws), "insufficient_scope", tc.tok)
 		}
 
-		if status, _ := mintTicketFor(e, readOnly); status != 403 {
+		if status, _, _ := mintTicketFor(e, readOnly); status != 403 {
 			t.Errorf("POST /api/ws-ticket with only %s: status = %d; want 403", api, status)
 		}
-		status, ticket := mintTicketFor(e, both)
+		status, ticket, _ := mintTicketFor(e, both)
 		if status != 200 {
 			t.Fatalf("POST /api/ws-ticket with %s: status = %d; want 200", ws, status)
 		}

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -65,12 +64,8 @@ func TestShutdown(t *testing.T) {
 		if open := e.srv.OpenConns(); open != 0 {
 			t.Errorf("OpenConns after Shutdown = %d; want 0", open)
 		}
-		c, resp, body, err := e.dialer.Dial(e.URL+"/ws", http.Header{"Authorization": {"Bearer " + tok}})
-		switch {
-		case err != nil:
-			t.Fatal(err)
-		case c != nil:
-			c.nc.Close()
+		c, resp, body := e.dial("/ws", bearer(tok))
+		if c != nil {
 			t.Fatal("WebSocket after Shutdown: upgraded; want 503")
 		}
 		checkRefusal(t, "WebSocket after Shutdown", resp.StatusCode, resp.Header, body, 503, "", "temporarily_unavailable", tok)

@@ -135,7 +135,7 @@ func TestTicketRedeem(t *testing.T) {
 	t.Run("shared key", func(t *testing.T) {
 		// Another instance with the same key, the same token system and a
 		// clock in step accepts the ticket, once.
-		sib := e.sibling(t, func(c *server.Config) { c.Now = clk.Now; c.TicketKey = key })
+		sib := e.peer(withServer(func(c *server.Config) { c.Now = clk.Now; c.TicketKey = key })).URL
 		ticket := e.mintTicket(t, alice)
 		c, resp, body, err := e.dialer.Dial(sib+"/ws?ticket="+ticket, nil)
 		if err != nil || c == nil {

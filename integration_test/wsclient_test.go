@@ -353,18 +353,6 @@ func expectEcho(t testing.TB, c *wsConn, data string) {
 	}
 }
 
-// echoes checks that c is open and served: a message comes back as an echo.
-func echoes(t *testing.T, name string, c *wsConn) {
-	t.Helper()
-	if err := c.WriteText("still there?"); err != nil {
-		t.Fatalf("%s: write: %v", name, err)
-	}
-	m, err := c.ReadJSON(5 * time.Second)
-	if err != nil || m["type"] != "echo" || m["data"] != "still there?" {
-		t.Fatalf("%s: reply = %v, %v; want the echo", name, m, err)
-	}
-}
-
 // expectMsg sends msg and checks that the answer is exactly want.
 func expectMsg(t testing.TB, c *wsConn, msg string, want map[string]any) {
 	t.Helper()
