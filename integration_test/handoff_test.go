@@ -40,15 +40,15 @@ func TestSessionRunsOnItsOwnGoroutine(t *testing.T) {
 
 	for _, tc := range []struct {
 		name string
-		end  func(e *env, c *wsConn)
+		end  func(t *testing.T, e *env, c *wsConn)
 		code int // in the log line; 0 for none
 	}{
-		{"the client closes", func(e *env, c *wsConn) {
+		{"the client closes", func(t *testing.T, e *env, c *wsConn) {
 			c.WriteClose(1000, "")
 			c.ExpectClose(t, 5*time.Second, 1000, "")
 		}, 1000},
-		{"the client hangs up", func(e *env, c *wsConn) { c.nc.Close() }, 0},
-		{"the server shuts down", func(e *env, c *wsConn) {
+		{"the client hangs up", func(t *testing.T, e *env, c *wsConn) { c.nc.Close() }, 0},
+		{"the server shuts down", func(t *testing.T, e *env, c *wsConn) {
 			go func() {
 				c.ExpectClose(t, 5*time.Second, server.CloseGoingAway, "server shutting down")
 				c.WriteClose(server.CloseGoingAway, "")
@@ -59,7 +59,7 @@ func TestSessionRunsOnItsOwnGoroutine(t *testing.T) {
 				t.Errorf("Shutdown = %d, %v; want 1, nil", n, err)
 			}
 		}, server.CloseGoingAway},
-		{"the shutdown deadline drops it", func(e *env, c *wsConn) {
+		{"the shutdown deadline drops it", func(t *testing.T, e *env, c *wsConn) {
 			ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 			defer cancel()
 			if _, err := e.srv.Shutdown(ctx); !errors.Is(err, context.DeadlineExceeded) {
@@ -80,7 +80,7 @@ func TestSessionRunsOnItsOwnGoroutine(t *testing.T) {
 				t.Errorf("open WebSocket: %d goroutines are still in its handler; want 0", n)
 			}
 
-			tc.end(e, c)
+			tc.end(t, e, c)
 			waitFor(t, 5*time.Second, "the session's goroutine to end", func() bool {
 				return count("wsauth/server.(*session).serve") == 0
 			})
