@@ -1,6 +1,7 @@
 package tokens_test
 
 import (
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -529,14 +530,7 @@ func TestJWKSKeys(t *testing.T) {
 		}
 		_, err = v.Validate(context.Background(), tc.token)
 		if tc.because == "" && err != nil || tc.because != "" && (!errors.Is(err, tokens.ErrInvalid) || !strings.Contains(err.Error(), tc.because)) {
-			t.Errorf("%s: Validate = %v; want %s", tc.name, err, cmpOr(tc.because, "nil"))
+			t.Errorf("%s: Validate = %v; want %s", tc.name, err, cmp.Or(tc.because, "nil"))
 		}
 	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
