@@ -37,8 +37,8 @@ func newOriginPolicy(origins []string) originPolicy {
 //     a plain-http page of the same host is no more trustworthy than a
 //     page of another site, since anyone on the network path can write it;
 //   - exactly an allowed origin;
-//   - anything else, including "null", an empty, unparsable or non-ASCII
-//     value and more than one Origin header: refused.
+//   - anything else, including "null", an empty, unparsable, non-ASCII or
+//     percent-encoded value and more than one Origin header: refused.
 func (p originPolicy) allows(origin []string, host string, secure bool) bool {
 	switch len(origin) {
 	case 0:
@@ -47,10 +47,11 @@ func (p originPolicy) allows(origin []string, host string, secure bool) bool {
 	default:
 		return false
 	}
-	if !isASCII(origin[0]) {
-		// RFC 6454 §6.2: browsers send the ASCII serialization (IDNs in
-		// punycode). strings.EqualFold would take any two invalid UTF-8
-		// bytes for equal (both decode to U+FFFD): FuzzOriginPolicy.
+	if !isASCII(origin[0]) || strings.ContainsRune(origin[0], '%') {
+		// RFC 6454 §6.2: browsers send the ASCII serialization, IDNs in
+		// punycode and nothing percent-encoded. url.Parse decodes %80 in a
+		// host to the byte 0x80, so a percent sign could smuggle in a
+		// non-ASCII host all the same.
 		return false
 	}
 	u, err := url.Parse(origin[0])
@@ -59,7 +60,7 @@ func (p originPolicy) allows(origin []string, host string, secure bool) bool {
 		(u.Scheme != "http" && u.Scheme != "https") {
 		return false
 	}
-	if strings.EqualFold(u.Host, host) && (!secure || u.Scheme == "https") {
+	if asciiEqualFold(u.Host, host) && (!secure || u.Scheme == "https") {
 		return true
 	}
 	return p.allowed[strings.ToLower(u.Scheme+"://"+u.Host)]
@@ -78,6 +79,29 @@ func (s *Server) originAllowed(r *http.Request) bool {
 // originOf returns the Origin header values of r, nil when it has none.
 func originOf(r *http.Request) []string {
 	return r.Header.Values("Origin")
+}
+
+// asciiEqualFold reports whether a and b are equal under ASCII case
+// folding. strings.EqualFold folds Unicode: it takes any two invalid UTF-8
+// bytes for equal (both decode to U+FFFD) and "k" for the Kelvin sign, and
+// a host name is compared byte for byte, ignoring only ASCII case.
+func asciiEqualFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		if lowerASCII(a[i]) != lowerASCII(b[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerASCII(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
 }
 
 func isASCII(s string) bool {
