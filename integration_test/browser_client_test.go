@@ -475,15 +475,7 @@ async function badMessages() {
 // the token's expiry, the countdown shows its life; without keep alive the
 // expiry ends the session, and "Sign in again" reconnects.
 async function demoPage() {
-  const f = document.createElement("iframe");
-  f.width = 1000; f.height = 1400;
-  const loaded = new Promise((res) => f.onload = res);
-  f.src = "/";
-  document.body.append(f);
-  await loaded;
-  const d = f.contentDocument;
-  const $ = (id) => d.getElementById(id);
-  const texts = (kind) => [...d.querySelectorAll("#log li" + (kind ? "[data-kind=" + kind + "]" : "") + " span")].map((s) => s.textContent);
+  const {$, texts} = await openDemoPage();
   // waitFor is until, failing with the page's log, which says what went wrong.
   const waitFor = async (what, cond, ms) => {
     try {
@@ -556,12 +548,7 @@ import { WSAuthClient } from "/static/wsauth.js";
     credential: "ticket", baseDelay: 200, maxDelay: 1000, resetAfter: 60000});
   const ev = record(c);
   c.start();
-  const f = document.createElement("iframe");
-  const loaded = new Promise((res) => f.onload = res);
-  f.src = "/";
-  document.body.append(f);
-  await loaded;
-  const $ = (id) => f.contentDocument.getElementById(id);
+  const {$} = await openDemoPage();
   await until("the demo page to check the sign-in", () => $("who").textContent !== "Checking…");
   $("connect-cookie").click();
   const states = [];

@@ -224,6 +224,23 @@ async function postJSON(path, body) {
   return r.json();
 }
 
+// openDemoPage loads the real page, /, in a same-origin frame and returns
+// two readers of it: $ finds an element by id, texts lists the page's log
+// lines (of one kind, if given).
+async function openDemoPage() {
+  const f = document.createElement("iframe");
+  f.width = 1000; f.height = 1400;
+  const loaded = new Promise((res) => f.onload = res);
+  f.src = "/";
+  document.body.append(f);
+  await loaded;
+  const d = () => f.contentDocument;
+  return {
+    $: (id) => d().getElementById(id),
+    texts: (kind) => [...d().querySelectorAll("#log li" + (kind ? "[data-kind=" + kind + "]" : "") + " span")].map((s) => s.textContent),
+  };
+}
+
 function until(what, cond, ms = 10000) {
   return new Promise((resolve, reject) => {
     const end = Date.now() + ms;
@@ -246,15 +263,7 @@ var mainPage = template.Must(template.New("main").Parse(`<!doctype html>
 // demoPage drives the real page, /, in a same-origin frame: sign in, then
 // connect each way, send, and read its log.
 async function demoPage() {
-  const f = document.createElement("iframe");
-  f.width = 1000; f.height = 1400;
-  const loaded = new Promise((res) => f.onload = res);
-  f.src = "/";
-  document.body.append(f);
-  await loaded;
-  const d = f.contentDocument;
-  const $ = (id) => d.getElementById(id);
-  const texts = (kind) => [...d.querySelectorAll("#log li" + (kind ? "[data-kind=" + kind + "]" : "") + " span")].map((s) => s.textContent);
+  const {$, texts} = await openDemoPage();
   await until("the page to check the sign-in", () => $("who").textContent !== "Checking…");
   const before = $("who").textContent;
   $("sub").value = "dora";
