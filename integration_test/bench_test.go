@@ -75,18 +75,24 @@ func newBenchWsauth(b *testing.B, configure func(*server.Config)) *benchServer {
 	svcTS := httptest.NewServer(svc.Handler())
 	in := &tokens.Introspector{URL: svcTS.URL + "/introspect", ClientID: "wsauth", ClientSecret: "bench-secret",
 		HTTPClient: svcTS.Client()}
-	bl := &benchLog{}
-	cfg := server.Config{
-		Validator: tokens.NewCache(in, tokens.CacheConfig{}),
-		Logger:    slog.New(slog.NewTextHandler(bl, nil)),
-	}
+	cfg := server.Config{Validator: tokens.NewCache(in, tokens.CacheConfig{})}
 	if configure != nil {
 		configure(&cfg)
 	}
+	bs := serveBenchWsauth(b, svc, svcTS, cfg)
+	bs.header.Set("Authorization", "Bearer "+bs.issue("bench"))
+	return bs
+}
+
+// serveBenchWsauth starts wsauth with cfg, logging to a benchLog, in front
+// of the token service svc served by svcTS. When the benchmark ends it
+// shuts both down and fails it if a log line held a token.
+func serveBenchWsauth(b *testing.B, svc *faketokensvc.Service, svcTS *httptest.Server, cfg server.Config) *benchServer {
+	b.Helper()
+	bl := &benchLog{}
+	cfg.Logger = slog.New(slog.NewTextHandler(bl, nil))
 	srv := server.New(cfg)
 	ts := httptest.NewServer(srv)
-	bs := &benchServer{name: "wsauth", url: ts.URL, svc: svc, srv: srv, log: bl, header: http.Header{}, openConns: srv.OpenConns}
-	bs.header.Set("Authorization", "Bearer "+bs.issue("bench"))
 	b.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -97,7 +103,7 @@ func newBenchWsauth(b *testing.B, configure func(*server.Config)) *benchServer {
 			b.Error("a server log line holds a token-shaped string")
 		}
 	})
-	return bs
+	return &benchServer{name: "wsauth", url: ts.URL, svc: svc, srv: srv, log: bl, header: http.Header{}, openConns: srv.OpenConns}
 }
 
 // issue mints a token for sub with scopes api and ws, valid for an hour.

@@ -2,7 +2,6 @@ package integration_test
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -32,23 +31,8 @@ func newBenchJWT(b *testing.B) (*benchServer, *faketokensvc.Service) {
 		b.Fatal(err)
 	}
 	kinds := &tokens.Kinds{JWT: v}
-	bl := &benchLog{}
-	srv := server.New(server.Config{
-		Validator: tokens.NewCache(kinds, tokens.CacheConfig{Recheck: kinds.Recheck}),
-		Logger:    slog.New(slog.NewTextHandler(bl, nil)),
-	})
-	ts := httptest.NewServer(srv)
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-		ts.Close()
-		svcTS.Close()
-		if bl.leaked.Load() {
-			b.Error("a server log line holds a token-shaped string")
-		}
-	})
-	return &benchServer{name: "wsauth", url: ts.URL, svc: svc, srv: srv, log: bl, header: http.Header{}, openConns: srv.OpenConns}, svc
+	cfg := server.Config{Validator: tokens.NewCache(kinds, tokens.CacheConfig{Recheck: kinds.Recheck})}
+	return serveBenchWsauth(b, svc, svcTS, cfg), svc
 }
 
 // BenchmarkHandshakeJWT measures, per algorithm, a handshake with a JWT the
