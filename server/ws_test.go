@@ -93,19 +93,9 @@ func TestUpgradeAnswerGoesWithTheFirstFrame(t *testing.T) {
 			ts.Start()
 			defer ts.Close()
 
-			nc, err := net.Dial("tcp", ts.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer nc.Close()
-			nc.SetDeadline(time.Now().Add(10 * time.Second))
-			nc.Write([]byte("GET /ws?token=" + tc.token + " HTTP/1.1\r\nHost: " + ts.Listener.Addr().String() + "\r\n" +
-				"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
-				"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
-			br := bufio.NewReader(nc)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-				t.Fatalf("handshake: %v, %v; want 101", resp, err)
+			nc, br, resp := rawHandshake(t, ts.Listener.Addr().String(), "/ws?token="+tc.token)
+			if resp.StatusCode != http.StatusSwitchingProtocols {
+				t.Fatalf("handshake answered %d; want 101", resp.StatusCode)
 			}
 			if head, err := br.Peek(len(tc.first)); err != nil || !bytes.Equal(head, tc.first) {
 				t.Fatalf("first frame starts % x, %v; want % x", head, err, tc.first)
@@ -115,17 +105,51 @@ func TestUpgradeAnswerGoesWithTheFirstFrame(t *testing.T) {
 				t.Errorf("the server's first write: %q; want the 101 and the first frame together", got)
 			}
 			nc.Write([]byte{0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8}) // close 1000, mask 0
-			deadline := time.Now().Add(10 * time.Second)
-			for !strings.Contains(logs.String(), "msg=request") {
-				if time.Now().After(deadline) {
-					t.Fatalf("no request log line after 10 s: %q", logs.String())
-				}
-				<-time.After(10 * time.Millisecond) // polling with a deadline
-			}
+			waitForLog(t, &logs, "msg=request")
 			if !strings.Contains(logs.String(), " status=101 ") {
 				t.Errorf("log %q; want status=101", logs.String())
 			}
 		})
+	}
+}
+
+// rawHandshake sends a WebSocket handshake for target to the server at
+// addr, on a TCP connection of its own that closes when the test ends, and
+// returns the connection, the server's answer and the reader holding what
+// follows the answer.
+func rawHandshake(t *testing.T, addr, target string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	_, err = nc.Write([]byte("GET " + target + " HTTP/1.1\r\nHost: " + addr + "\r\n" +
+		"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n" +
+		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(nc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatalf("reading the handshake's answer: %v", err)
+	}
+	resp.Body.Close()
+	return nc, br, resp
+}
+
+// waitForLog waits up to 10 s for logs to hold want: a request's log line
+// is written when its hijacked handler returns, which no client sees.
+func waitForLog(t *testing.T, logs *syncBuffer, want string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %q in the log after 10 s: %q", want, logs.String())
+		}
+		<-time.After(10 * time.Millisecond) // polling with a deadline
 	}
 }
 
