@@ -37,8 +37,9 @@ func newOriginPolicy(origins []string) originPolicy {
 //     a plain-http page of the same host is no more trustworthy than a
 //     page of another site, since anyone on the network path can write it;
 //   - exactly an allowed origin;
-//   - anything else, including "null", an empty, unparsable, non-ASCII or
-//     percent-encoded value and more than one Origin header: refused.
+//   - anything else, including "null", an empty, unparsable or non-ASCII
+//     value, one that is more than scheme://host[:port] and more than one
+//     Origin header: refused.
 func (p originPolicy) allows(origin []string, host string, secure bool) bool {
 	switch len(origin) {
 	case 0:
@@ -47,17 +48,20 @@ func (p originPolicy) allows(origin []string, host string, secure bool) bool {
 	default:
 		return false
 	}
-	if !isASCII(origin[0]) || strings.ContainsRune(origin[0], '%') {
+	if !isASCII(origin[0]) {
 		// RFC 6454 §6.2: browsers send the ASCII serialization, IDNs in
-		// punycode and nothing percent-encoded. url.Parse decodes %80 in a
-		// host to the byte 0x80, so a percent sign could smuggle in a
-		// non-ASCII host all the same.
+		// punycode.
 		return false
 	}
 	u, err := url.Parse(origin[0])
-	if err != nil || u.Host == "" || u.Opaque != "" || u.User != nil ||
-		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" ||
-		(u.Scheme != "http" && u.Scheme != "https") {
+	if err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") ||
+		!asciiEqualFold(strings.TrimSuffix(origin[0], "/"), u.Scheme+"://"+u.Host) {
+		// An origin is scheme://host[:port] and nothing else: the value
+		// must be exactly that, give or take a final slash. That refuses
+		// a user, a path, a query or fragment (even an empty "?" or "#",
+		// which leaves url.URL's fields empty), and anything
+		// percent-encoded (url.Parse decodes %80 in a host to the byte
+		// 0x80).
 		return false
 	}
 	if asciiEqualFold(u.Host, host) && (!secure || u.Scheme == "https") {

@@ -39,6 +39,11 @@ func TestOriginPolicy(t *testing.T) {
 		{[]string{"http://%80"}, "\x80", false, false},  // browsers never percent-encode an origin
 		{[]string{"http://k"}, "\u212a", false, false},  // EqualFold folds the Kelvin sign to k
 		{[]string{"http://[::1%25eth0]:80"}, "[::1%eth0]:80", false, false},
+		{[]string{"http://api.example.com#"}, "api.example.com", false, false}, // an empty fragment is still one
+		{[]string{"http://api.example.com?"}, "api.example.com", false, false},
+		{[]string{"http://api.example.com/"}, "api.example.com", true, false},
+		{[]string{"http://api.example.com//"}, "api.example.com", false, false},
+		{[]string{"http://[::1]:8080"}, "[::1]:8080", true, false},
 		{[]string{"https://xn--caf-dma.example"}, "xn--caf-dma.example", true, false},
 		{[]string{"https://café.example"}, "café.example", false, false}, // browsers send punycode
 		{[]string{"https://api.example.com", "https://api.example.com"}, "api.example.com", false, false},
@@ -100,7 +105,7 @@ func FuzzOriginPolicy(f *testing.F) {
 		default:
 			t.Fatalf("allows(%q, %q) = true for a foreign origin (parsed host %q)", origin, host, u.Host)
 		}
-		if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") {
+		if u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/") || strings.ContainsAny(origin, "?#") {
 			t.Fatalf("allows(%q, %q) = true for an origin with more than scheme://host[:port]", origin, host)
 		}
 	})
